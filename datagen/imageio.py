@@ -1,13 +1,27 @@
 """Image decoding and encoding at the library's boundary.
 
-Decoding always returns ``HxWx3 uint8 RGB`` (EXIF orientation applied; grayscale, palette, RGBA,
-CMYK and 16-bit inputs converted) or raises ``ImageDecodeError`` with a stable ``reason`` code
-that callers quarantine by: ``undecodable``, ``truncated``, ``oversized``, ``bad_mode``.
+Decoding always returns ``HxWx3 uint8 RGB`` with EXIF orientation applied, or raises
+``ImageDecodeError`` whose ``reason`` is a stable code that catalogs quarantine by:
+
+* ``missing``: the file does not exist; ``unreadable``: it exists but cannot be read;
+* ``undecodable``: not an image format Pillow knows, or garbage bytes;
+* ``truncated``: a known format whose data ends early or is corrupt part-way;
+* ``oversized``: the header declares more than ``max_pixels`` pixels (checked before any pixel is
+  decoded, so a decompression bomb costs only its header);
+* ``bad_mode``: pixels with no defined RGB meaning here (floating point, LAB, HSV...).
+
+Mode conversions: grayscale (``1``, ``L``) is replicated to three channels; palette images are
+expanded; alpha (``RGBA``, ``LA``, ``PA``, palette transparency) is composited on white so that
+transparent areas do not become arbitrary colours; 16-bit and 32-bit integer grayscale is scaled
+from its full range to 0-255; CMYK and YCbCr go through Pillow's converters. Multi-frame files
+(GIF, TIFF) give their first frame.
+
 Masks are encoded as 8-bit L PNGs with 255 = True.
 """
 from __future__ import annotations
 
 import io
+import os
 import warnings
 
 import numpy as np
@@ -15,6 +29,12 @@ from PIL import Image, ImageOps
 
 # 64 megapixels: far above any training resolution; larger files are decompression-bomb suspects.
 DEFAULT_MAX_PIXELS = 64_000_000
+
+# Modes Pillow can turn into meaningful RGB. Anything else (F, LAB, HSV, I;16 RGB variants that
+# Pillow cannot convert) is reported as ``bad_mode`` rather than guessed at.
+_GRAY_INT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
+_ALPHA_MODES = ("RGBA", "RGBa", "LA", "La", "PA")
+_DIRECT_MODES = ("RGB", "RGBX", "L", "1", "P", "CMYK", "YCbCr")
 
 
 class ImageDecodeError(ValueError):
@@ -26,54 +46,97 @@ class ImageDecodeError(ValueError):
         self.detail = detail
 
 
+def _gray_int_to_rgb(img: Image.Image) -> np.ndarray:
+    arr = np.asarray(img)
+    # 16-bit modes use the full 0-65535 range; a 32-bit "I" image that stays within 0-255 is an
+    # 8-bit image stored wide (some TIFF writers do this) and is kept as is.
+    if img.mode.startswith("I;16") or int(arr.max(initial=0)) > 255:
+        scaled = np.round(arr.astype(np.float64) * (255.0 / 65535.0))
+    else:
+        scaled = arr.astype(np.float64)
+    gray = np.clip(scaled, 0, 255).astype(np.uint8)
+    return np.repeat(gray[:, :, None], 3, axis=2)
+
+
 def _to_rgb_uint8(img: Image.Image) -> np.ndarray:
-    if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
-        arr = np.asarray(img, dtype=np.float64)
-        hi = 65535.0 if img.mode.startswith("I;16") or arr.max() > 255 else 255.0
-        arr = np.clip(np.round(arr / hi * 255.0), 0, 255).astype(np.uint8)
-        return np.repeat(arr[:, :, None], 3, axis=2)
-    if img.mode == "F":
-        raise ImageDecodeError("bad_mode", "floating-point images have no defined 0-255 range")
-    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
-        # Composite on white so transparent areas do not become arbitrary colours.
+    """Pillow image in any supported mode -> HxWx3 uint8 RGB (C-contiguous)."""
+    mode = img.mode
+    if mode in _GRAY_INT_MODES:
+        return np.ascontiguousarray(_gray_int_to_rgb(img))
+    if mode in _ALPHA_MODES or (mode == "P" and "transparency" in img.info):
         rgba = img.convert("RGBA")
-        bg = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        img = Image.alpha_composite(bg, rgba)
-    arr = np.asarray(img.convert("RGB"), dtype=np.uint8)
-    return np.ascontiguousarray(arr)
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        img = Image.alpha_composite(white, rgba)
+    elif mode not in _DIRECT_MODES:
+        raise ImageDecodeError("bad_mode", f"pixel mode {mode!r} has no defined RGB conversion")
+    return np.ascontiguousarray(np.asarray(img.convert("RGB"), dtype=np.uint8))
 
 
-def decode_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
-    """Decode encoded image bytes to ``HxWx3 uint8 RGB``; see the module docstring for errors."""
+def _failure_reason(exc: BaseException) -> str:
+    msg = str(exc).lower()
+    if any(s in msg for s in ("truncated", "broken data stream", "unexpected end", "premature end")):
+        return "truncated"
+    return "undecodable"
+
+
+def _open_checked(data: bytes, max_pixels: int | None) -> Image.Image:
+    """Parse the header only and enforce the pixel limit before any pixel data is decoded."""
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            # Our own limit replaces Pillow's bomb warning (Pillow still raises above 2x its own
+            # limit); corrupt-EXIF warnings are not errors of the image.
+            warnings.simplefilter("ignore")
             img = Image.open(io.BytesIO(data))
-            w, h = img.size
-            if w * h > max_pixels:
-                raise ImageDecodeError("oversized", f"{w}x{h} exceeds the {max_pixels}-pixel limit")
+    except Image.DecompressionBombError as exc:
+        raise ImageDecodeError("oversized", str(exc)) from exc
+    except Exception as exc:  # Pillow raises assorted errors (OSError, SyntaxError...) on garbage
+        raise ImageDecodeError(_failure_reason(exc), f"{type(exc).__name__}: {exc}") from exc
+    w, h = img.size
+    if w <= 0 or h <= 0:
+        raise ImageDecodeError("undecodable", f"header declares an empty {w}x{h} image")
+    if max_pixels is not None and w * h > max_pixels:
+        raise ImageDecodeError("oversized", f"{w}x{h} = {w * h} pixels exceeds the {max_pixels}-pixel limit")
+    return img
+
+
+def decode_image(data: bytes, *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Decode encoded image bytes to ``HxWx3 uint8 RGB`` (EXIF-oriented).
+
+    ``max_pixels``: largest accepted width x height (None: only Pillow's own bomb guard).
+    Raises ``ImageDecodeError`` with a reason from the module docstring.
+    """
+    if not data:
+        raise ImageDecodeError("undecodable", "no bytes")
+    img = _open_checked(data, max_pixels)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # corrupt EXIF or ICC warnings are not our concern
             img.load()
+            # After load: the orientation tag is read from the decoded file; a broken tag is
+            # ignored by Pillow rather than raised.
+            img = ImageOps.exif_transpose(img)
+    except Exception as exc:
+        # A recognised header whose pixel data then fails is, in practice, a cut-off file.
+        reason = "truncated" if isinstance(exc, (OSError, EOFError)) else _failure_reason(exc)
+        raise ImageDecodeError(reason, f"{type(exc).__name__}: {exc}") from exc
+    try:
+        return _to_rgb_uint8(img)
     except ImageDecodeError:
         raise
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise ImageDecodeError("oversized", str(exc)) from exc
-    except OSError as exc:
-        msg = str(exc)
-        reason = "truncated" if "truncated" in msg or "broken data stream" in msg else "undecodable"
-        raise ImageDecodeError(reason, msg or type(exc).__name__) from exc
-    except Exception as exc:  # PIL raises assorted errors on garbage input
-        raise ImageDecodeError("undecodable", f"{type(exc).__name__}: {exc}") from exc
-    img = ImageOps.exif_transpose(img)
-    return _to_rgb_uint8(img)
+    except Exception as exc:
+        raise ImageDecodeError("bad_mode", f"mode {img.mode!r}: {type(exc).__name__}: {exc}") from exc
 
 
-def load_image(path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
-    """Read and decode an image file; a missing file raises ``ImageDecodeError('missing', ...)``."""
+def load_image(path, *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Read and decode an image file (see ``decode_image``); a missing file raises
+    ``ImageDecodeError('missing', ...)`` and an unreadable one ``'unreadable'``."""
     try:
         with open(path, "rb") as fh:
             data = fh.read()
+    except FileNotFoundError as exc:
+        raise ImageDecodeError("missing", f"{os.fspath(path)}: no such file") from exc
     except OSError as exc:
-        raise ImageDecodeError("missing", f"{path}: {exc.strerror or exc}") from exc
+        raise ImageDecodeError("unreadable", f"{os.fspath(path)}: {exc.strerror or exc}") from exc
     return decode_image(data, max_pixels=max_pixels)
 
 

@@ -46,6 +46,16 @@ def _install_tv_hook() -> None:
     (site / "_tv_cpu_ops.pth").write_text("import _tv_cpu_ops\n")
 
 
+def _run_quietly(cmd: list[str]) -> None:
+    """Run pip, dropping the machine's pip-config noise about absent local index folders."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    for line in proc.stdout:
+        if "is ignored: it is neither a file nor a directory" not in line:
+            sys.stdout.write(line)
+    if proc.wait() != 0:
+        raise SystemExit(f"pip install failed (exit {proc.returncode}): {' '.join(cmd)}")
+
+
 def main() -> int:
     wanted = _wanted_stamp()
     if STAMP.exists() and STAMP.read_text() == wanted:
@@ -55,7 +65,7 @@ def main() -> int:
         venv.create(VENV, with_pip=True)
     pip = [str(_python()), "-m", "pip", "install", "--disable-pip-version-check", "-q"]
     print("installing the project and its pinned dependencies (about 2 minutes on a fresh machine)", flush=True)
-    subprocess.check_call(pip + ["-e", f"{ROOT}[all]", *TORCH_PINS])
+    _run_quietly(pip + ["-e", f"{ROOT}[all]", *TORCH_PINS])
     if not _torchvision_imports():
         _install_tv_hook()
         if not _torchvision_imports():

@@ -1,0 +1,213 @@
+"""Plumbing shared by the model-backed stages (masking, inpainting, harmonization).
+
+* ``BackendUnavailable``: raised at *build* time when a backend was asked for but cannot run
+  (missing weights, missing checkout, no CUDA). Its message is one sentence saying what to pass.
+* ``Registry``: ``{name: builder}`` with ``build(name, **options)``; builders import their heavy
+  dependencies themselves, so importing a stage package stays cheap.
+* ``pick_device``, ``require_path``, ``file_fingerprint``, ``import_from_checkout``: the small
+  steps every learned backend repeats.
+
+Nothing here imports torch at module level.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+
+class BackendUnavailable(RuntimeError):
+    """A requested backend cannot be built here; the message says what to pass instead."""
+
+
+class Registry:
+    """Named backend builders of one stage, e.g. ``{"opencv": build_opencv, "lama": ...}``.
+
+    A builder is ``builder(**options) -> backend``. Unknown names raise ``ValueError`` listing the
+    known ones (a typo is a usage error, not an unavailable backend).
+    """
+
+    def __init__(self, stage: str):
+        self.stage = stage
+        self._builders: dict[str, Callable[..., Any]] = {}
+
+    def register(self, name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        def decorate(builder: Callable[..., Any]) -> Callable[..., Any]:
+            if name in self._builders:
+                raise ValueError(f"{self.stage} backend {name!r} is already registered")
+            self._builders[name] = builder
+            return builder
+
+        return decorate
+
+    def names(self) -> list[str]:
+        return sorted(self._builders)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._builders
+
+    def __getitem__(self, name: str) -> Callable[..., Any]:
+        if name not in self._builders:
+            raise ValueError(f"unknown {self.stage} backend {name!r}; choose one of {self.names()}")
+        return self._builders[name]
+
+    def build(self, name: str, **options: Any) -> Any:
+        return self[name](**options)
+
+
+def pick_device(device: str | None = None) -> str:
+    """``None`` -> ``"cuda"`` when torch sees a GPU, else ``"cpu"``; an explicit ``"cuda..."``
+    without a GPU raises ``BackendUnavailable`` instead of quietly running on the CPU."""
+    import torch
+
+    if device is None:
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if str(device).startswith("cuda") and not torch.cuda.is_available():
+        raise BackendUnavailable(
+            f"device={device!r} was requested but torch sees no CUDA device; pass device='cpu' or run on a GPU machine."
+        )
+    return str(device)
+
+
+def torch_dtype_for(device: str) -> Any:
+    """fp16 on CUDA (halves memory, the models were released for it), fp32 on CPU (fp16 CPU
+    kernels are slow or missing)."""
+    import torch
+
+    return torch.float16 if str(device).startswith("cuda") else torch.float32
+
+
+def require_path(path: Any, *, option: str, what: str, backend: str, is_dir: bool = False) -> Path:
+    """Return ``path`` as a ``Path`` or raise ``BackendUnavailable`` naming the option to pass."""
+    if path is None or str(path) == "":
+        raise BackendUnavailable(f"the {backend!r} backend needs {what}: pass {option}=PATH.")
+    p = Path(path).expanduser()
+    ok = p.is_dir() if is_dir else p.is_file()
+    if not ok:
+        kind = "folder" if is_dir else "file"
+        raise BackendUnavailable(
+            f"the {backend!r} backend needs {what}, but {option}={str(p)!r} is not an existing {kind}."
+        )
+    return p
+
+
+_FINGERPRINTS: dict[tuple[str, int, int], dict] = {}
+
+
+def file_fingerprint(path: Path | str) -> dict:
+    """``{"path", "size", "sha256"}`` of a weights file, for provenance.
+
+    Hashing a 2.4 GB SAM checkpoint takes seconds, so results are cached per process by
+    (resolved path, size, mtime): every backend instance built from the same file reuses it.
+    For a folder (a diffusers pipeline) the hash covers every file's relative path and bytes.
+    """
+    p = Path(path).resolve()
+    stat = p.stat()
+    cache_key = (str(p), stat.st_size, stat.st_mtime_ns)
+    if cache_key not in _FINGERPRINTS:
+        digest = hashlib.sha256()
+        files = sorted(f for f in p.rglob("*") if f.is_file()) if p.is_dir() else [p]
+        total = 0
+        for f in files:
+            if p.is_dir():
+                digest.update(str(f.relative_to(p)).encode("utf-8") + b"\0")
+            total += f.stat().st_size
+            with open(f, "rb") as fh:
+                for block in iter(lambda: fh.read(1 << 20), b""):
+                    digest.update(block)
+        _FINGERPRINTS[cache_key] = {"path": str(p), "size": total, "sha256": digest.hexdigest()}
+    return dict(_FINGERPRINTS[cache_key])
+
+
+def _top_level_names(checkout: Path) -> set[str]:
+    """Module names a checkout defines at its root: ``*.py`` stems and package folders."""
+    names = {f.stem for f in checkout.glob("*.py")}
+    names |= {d.name for d in checkout.iterdir() if d.is_dir() and (d / "__init__.py").exists()}
+    return names
+
+
+def import_from_checkout(checkout: Path, module: str, *, backend: str, option: str) -> Any:
+    """Import ``module`` (e.g. ``"legacy"``, ``"networks.mat"``) from a research checkout.
+
+    Research repositories (MAT, PIH) are not installable packages: their scripts import top-level
+    names such as ``legacy``, ``dnnlib``, ``model`` or ``utils`` relative to the repository root,
+    and the pickles they write refer to those names too. So the checkout goes to the front of
+    ``sys.path`` and stays there (unpickling imports lazily). If a module of the same name was
+    already imported from elsewhere (another checkout, or an unrelated ``utils`` package), the
+    checkout's own top-level names are evicted from ``sys.modules`` first so the import really
+    resolves inside the checkout; the result is verified either way.
+    """
+    root = checkout.resolve()
+    rel = Path(*module.split("."))
+    if not ((root / rel).with_suffix(".py").is_file() or (root / rel / "__init__.py").is_file()):
+        raise BackendUnavailable(
+            f"the {backend!r} backend found no {module!r} module in {option}={str(checkout)!r}; "
+            f"pass the root folder of the checkout."
+        )
+    top = module.split(".")[0]
+    cached = sys.modules.get(top)
+    if cached is not None and not _inside(getattr(cached, "__file__", None), root):
+        for name in list(sys.modules):
+            if name.split(".")[0] in _top_level_names(root):
+                del sys.modules[name]
+    if str(root) in sys.path:
+        sys.path.remove(str(root))
+    sys.path.insert(0, str(root))
+    importlib.invalidate_caches()
+    try:
+        mod = importlib.import_module(module)
+    except ImportError as exc:
+        raise BackendUnavailable(
+            f"the {backend!r} backend could not import {module!r} from {option}={str(checkout)!r} ({exc}); "
+            f"pass the root folder of a complete checkout with its requirements installed."
+        ) from exc
+    if not _inside(getattr(mod, "__file__", None), root):
+        raise BackendUnavailable(
+            f"the {backend!r} backend imported {module!r} from {getattr(mod, '__file__', '?')} instead of "
+            f"{option}={str(checkout)!r}; pass the root folder of the checkout."
+        )
+    return mod
+
+
+def _inside(file: str | None, root: Path) -> bool:
+    if not file:
+        return False
+    try:
+        Path(file).resolve().relative_to(root)
+        return True
+    except ValueError:
+        return False
+
+
+def short_env() -> dict:
+    """Versions of the packages a learned backend's output depends on (for provenance)."""
+    out = {"python": sys.version.split()[0]}
+    for name in ("torch", "diffusers", "segment_anything", "cv2"):
+        mod = sys.modules.get(name)
+        if mod is not None:
+            out[name] = getattr(mod, "__version__", "unknown")
+    return out
+
+
+
+def check_rgb(image: Any, name: str = "image") -> None:
+    """Raise ``ValueError`` unless ``image`` is an HxWx3 uint8 RGB array."""
+    ok = isinstance(image, np.ndarray) and image.ndim == 3 and image.shape[2] == 3 and image.dtype == np.uint8
+    if not ok or 0 in image.shape:
+        raise ValueError(
+            f"{name} must be a non-empty HxWx3 uint8 RGB array, got {getattr(image, 'dtype', type(image).__name__)} "
+            f"{getattr(image, 'shape', '')}"
+        )
+
+
+def check_mask(mask: Any, hw: tuple[int, int], name: str = "mask") -> None:
+    """Raise ``ValueError`` unless ``mask`` is an HxW bool array matching ``hw``."""
+    if not (isinstance(mask, np.ndarray) and mask.dtype == np.bool_ and mask.shape == tuple(hw)):
+        raise ValueError(
+            f"{name} must be an HxW bool array of shape {tuple(hw)}, got {getattr(mask, 'dtype', type(mask).__name__)} "
+            f"{getattr(mask, 'shape', '')}"
+        )

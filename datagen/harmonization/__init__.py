@@ -1,0 +1,83 @@
+"""Harmonization stage: make a pasted object's colour and tone fit its new background.
+
+Protocol (``Harmonizer``)::
+
+    harmonizer.harmonize(composite, fg_mask, *, background=None) -> HxWx3 uint8
+
+* ``composite``: HxWx3 uint8 RGB, the object already pasted. ``fg_mask``: HxW bool, True = the
+  pasted object.
+* ``background``: optional HxWx3 uint8, the image *before* the paste (in the understanding
+  pipeline: the inpainted y1). Backends that need what lies behind the object use it (PIH was
+  trained with such backgrounds; the classical feathered blend mixes into it); without it they
+  estimate it by OpenCV-inpainting the foreground region.
+* Only the foreground and a thin band around it (``band`` px, classical Poisson only) may change;
+  every other pixel is returned unchanged.
+
+Backends (``build_harmonizer(name, **options)``):
+
+* ``classical`` -- colour statistics then blending (CPU, no weights). Options:
+  ``color="reinhard"|"curves"|"none"``, ``blend="poisson"|"feather"|"none"``, ``strength=0.6``,
+  ``ring=16``, ``band=3``, ``feather=4``.
+* ``pih`` -- PIH (adobe/PIH) from a checkout + checkpoint. Options: ``checkout`` and
+  ``checkpoint`` (required), ``device=None``, ``light=False``, ``resolution=512``.
+"""
+from __future__ import annotations
+
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from datagen.backends import BackendUnavailable, Registry, check_mask, check_rgb
+
+__all__ = ["Harmonizer", "HARMONIZERS", "build_harmonizer", "BackendUnavailable", "check_inputs",
+           "estimate_background"]
+
+
+@runtime_checkable
+class Harmonizer(Protocol):
+    name: str
+
+    def harmonize(self, composite: np.ndarray, fg_mask: np.ndarray, *,
+                  background: np.ndarray | None = None) -> np.ndarray: ...
+
+    def settings(self) -> dict: ...
+
+
+HARMONIZERS = Registry("harmonization")
+
+
+@HARMONIZERS.register("classical")
+def _build_classical(**options: Any) -> Harmonizer:
+    from datagen.harmonization.classical import ClassicalHarmonizer
+
+    return ClassicalHarmonizer(**options)
+
+
+@HARMONIZERS.register("pih")
+def _build_pih(**options: Any) -> Harmonizer:
+    from datagen.harmonization.pih import PihHarmonizer
+
+    return PihHarmonizer.from_checkout(**options)
+
+
+def build_harmonizer(name: str, **options: Any) -> Harmonizer:
+    """Build the harmonization backend ``name`` (see the module docstring for its options)."""
+    return HARMONIZERS.build(name, **options)
+
+
+def check_inputs(composite: Any, fg_mask: Any, background: Any = None) -> None:
+    """Raise ``ValueError`` unless the arrays follow the protocol's shapes and dtypes."""
+    check_rgb(composite, "composite")
+    check_mask(fg_mask, composite.shape[:2], "fg_mask")
+    if background is not None:
+        check_rgb(background, "background")
+        if background.shape != composite.shape:
+            raise ValueError(f"background shape {background.shape} differs from composite shape {composite.shape}")
+
+
+def estimate_background(composite: np.ndarray, fg_mask: np.ndarray) -> np.ndarray:
+    """What probably lies behind the object: the composite with ``fg_mask`` filled by OpenCV Telea
+    (HxWx3 uint8). Cheap, and close to the inpainted backgrounds PIH was trained with."""
+    import cv2
+
+    return cv2.inpaint(np.ascontiguousarray(composite), fg_mask.astype(np.uint8) * 255, 5, cv2.INPAINT_TELEA)

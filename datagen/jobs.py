@@ -1,0 +1,333 @@
+"""A synthesis job cut into batches: the unit of work the CLI and the Prefect flows share.
+
+    config = JobConfig("understanding", source="demo:48", out="data/understanding", name="understanding")
+    for batch in plan_batches(config):
+        stats = run_batch(config, batch)      # any order, any process, any number of times
+    manifest = finish(config, total_stats)   # or: run_job(config) does all three in order
+
+Why batches: a Prefect task costs milliseconds and memory per call, so tasks map over batches of
+catalog records, never over single samples. Each batch writes with its own shard-writer prefix
+(``{name}-b{index:05d}``) into the job's one data folder, so batches can run in parallel (threads,
+processes, Dask workers) without sharing a writer.
+
+Exactly once, however a run dies: the shard writer never commits a key twice and marks records
+done only with the shard that holds their samples (``datagen.shards``). On top of that a batch
+that finished leaves a marker ``OUT/.jobs/PREFIX.done.json`` with its stats, so a rerun skips it
+without opening the catalog or a writer and still reports the whole job's counts. A batch killed
+half-way has no marker; rerunning it skips its done records and drops keys already committed.
+
+Models are loaded once per process: builders (and the masker / inpainter / harmonizer they hold)
+are cached by their settings, so the second batch in a worker process reuses the first's models.
+
+This module never imports prefect (``flows/`` wraps it).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+SCENARIOS = ("understanding", "perception", "reasoning")
+# Backends whose name alone means "a neural network that wants a GPU".
+LEARNED_BACKENDS = {"sam", "lama", "sd", "mat", "pih"}
+MARKER_DIR = ".jobs"
+_NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,72}$")  # + "-b00000" stays within the writer's 80
+
+
+@dataclass(frozen=True)
+class Backend:
+    """A stage backend by registry name plus the options its builder takes."""
+
+    name: str
+    options: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "options": dict(self.options)}
+
+
+@dataclass
+class JobConfig:
+    """Everything that determines a job's samples and where they go.
+
+    ``scenario``: ``understanding`` | ``perception`` | ``reasoning``. ``source``: catalog spec for
+    ``datagen.sources.open_catalog`` (``demo:N[:SEED]``, COCO JSON, image folder); ``images``: image
+    folder of a COCO JSON. ``out``: the data folder of this dataset's shards (one dataset per
+    folder: the manifest lists every shard in it). ``name``: manifest name and writer-prefix stem.
+    ``backends``: stage -> ``Backend`` (``masker``, ``inpainter``, ``harmonizer``; ``editor`` for
+    reasoning); missing stages take the classical defaults. ``builder_options``: extra keyword
+    arguments of the builder. ``queue``: the review-queue store (reasoning; default ``OUT/queue``).
+    """
+
+    scenario: str
+    source: str = "demo:24"
+    out: str = "data/demo"
+    name: str = "demo"
+    images: str | None = None
+    manifest_dir: str = "manifests"
+    backends: dict[str, Backend] = field(default_factory=dict)
+    builder_options: dict = field(default_factory=dict)
+    limit: int | None = None
+    seed: int = 0
+    batch_size: int = 16
+    maxcount: int = 1000
+    image_format: str = "png"
+    queue: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.scenario not in SCENARIOS:
+            raise ValueError(f"scenario must be one of {SCENARIOS}, got {self.scenario!r}")
+        if not _NAME_RE.match(self.name):
+            raise ValueError(f"name {self.name!r} must be 1-72 letters, digits, '_' or '-'")
+        if int(self.batch_size) < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        self.backends = {stage: b if isinstance(b, Backend) else Backend(**b) for stage, b in self.backends.items()}
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def fingerprint(self) -> str:
+        """Hash of what decides the samples (not where they go, not how many records)."""
+        decisive = {k: v for k, v in self.to_dict().items() if k not in ("out", "manifest_dir", "limit", "queue")}
+        return hashlib.sha1(json.dumps(decisive, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Catalog record ids processed together by one writer prefix."""
+
+    index: int
+    ids: tuple[str, ...]
+    prefix: str
+
+
+# ----- per-process caches: catalogs and builders (models) are built once and reused -----
+
+_CACHE: dict[str, Any] = {}
+_CACHE_LOCK = threading.Lock()
+
+
+def _cached(key: str, make: Callable[[], Any]) -> Any:
+    with _CACHE_LOCK:
+        if key not in _CACHE:
+            _CACHE[key] = make()
+        return _CACHE[key]
+
+
+def clear_cache() -> None:
+    """Forget cached catalogs and builders (frees their models)."""
+    with _CACHE_LOCK:
+        _CACHE.clear()
+
+
+def open_source(config: JobConfig):
+    """The job's catalog, opened once per process."""
+    from datagen.sources import open_catalog
+
+    def make():
+        return open_catalog(config.source, images=config.images) if config.images else open_catalog(config.source)
+
+    return _cached(json.dumps(["catalog", config.source, config.images]), make)
+
+
+def _stage(config: JobConfig, stage: str, default: str) -> Backend:
+    return config.backends.get(stage) or Backend(default)
+
+
+def _build_builder(config: JobConfig):
+    options = dict(config.builder_options)
+    if config.scenario == "perception":
+        from datagen.perception import PerceptionBuilder
+
+        return PerceptionBuilder(seed=config.seed, **options)
+    from datagen.masking import build_masker
+
+    masker_b = _stage(config, "masker", "annotation")
+    masker = build_masker(masker_b.name, **masker_b.options)
+    if config.scenario == "understanding":
+        from datagen.harmonization import build_harmonizer
+        from datagen.inpainting import build_inpainter
+        from datagen.understanding import UnderstandingBuilder
+
+        inp, har = _stage(config, "inpainter", "opencv"), _stage(config, "harmonizer", "classical")
+        donors = options.pop("donors", None)
+        if donors is None:
+            from datagen.sources.demo import donor_objects
+
+            donors = donor_objects()
+        return UnderstandingBuilder(masker, build_inpainter(inp.name, **inp.options),
+                                    build_harmonizer(har.name, **har.options), donors, seed=config.seed, **options)
+    from datagen.reasoning import ReasoningBuilder
+
+    editor = _stage(config, "editor", "classical")
+    return ReasoningBuilder(masker=masker, editor=editor.name, editor_options=dict(editor.options),
+                            seed=config.seed, **options)
+
+
+def get_builder(config: JobConfig):
+    """The job's builder with its models, built once per process per distinct setting."""
+    key = json.dumps(["builder", config.scenario, {s: b.to_dict() for s, b in sorted(config.backends.items())},
+                      config.builder_options, config.seed], sort_keys=True, default=str)
+    return _cached(key, lambda: _build_builder(config))
+
+
+def needs_gpu(config: JobConfig) -> bool:
+    """True when a chosen backend is a learned model not pinned to the CPU."""
+    return any(b.name in LEARNED_BACKENDS and str(b.options.get("device", "cuda")) != "cpu"
+               for b in config.backends.values())
+
+
+# ----- planning -----
+
+def plan_batches(config: JobConfig) -> list[Batch]:
+    """Cut the catalog's first ``limit`` ids (stable order) into batches of ``batch_size``.
+
+    Batch ``i`` holds the same ids whatever ``limit`` is (as long as it is full), so a job can be
+    extended with a larger ``limit`` and reruns only the new batches.
+    """
+    ids = list(open_source(config).ids())
+    if config.limit is not None:
+        ids = ids[: max(int(config.limit), 0)]
+    size = int(config.batch_size)
+    return [Batch(i, tuple(ids[start:start + size]), f"{config.name}-b{i:05d}")
+            for i, start in enumerate(range(0, len(ids), size))]
+
+
+# ----- running -----
+
+def _marker(config: JobConfig, batch: Batch) -> Path:
+    return Path(config.out) / MARKER_DIR / f"{batch.prefix}.done.json"
+
+
+def _batch_digest(config: JobConfig, batch: Batch) -> str:
+    return hashlib.sha1(json.dumps([config.fingerprint(), batch.ids]).encode()).hexdigest()[:16]
+
+
+def completed(config: JobConfig, batch: Batch):
+    """The ``RunStats`` a finished run of ``batch`` recorded, or None if it has to run.
+
+    A marker left by different settings or ids does not count (the batch runs again; the writer
+    still refuses keys that are already committed)."""
+    path = _marker(config, batch)
+    try:
+        marker = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if marker.get("digest") != _batch_digest(config, batch):
+        return None
+    return stats_from_dict(marker["stats"])
+
+
+def stats_from_dict(data: dict):
+    """Inverse of ``RunStats.to_dict()`` (counters come back as ``Counter``)."""
+    from collections import Counter
+    from dataclasses import fields
+
+    from datagen.runner import RunStats
+
+    names = {f.name for f in fields(RunStats)}
+    return RunStats(**{k: Counter(v) if isinstance(v, dict) else v for k, v in data.items() if k in names})
+
+
+def _write_marker(config: JobConfig, batch: Batch, stats, seconds: float) -> None:
+    path = _marker(config, batch)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    body = {"batch": batch.index, "prefix": batch.prefix, "digest": _batch_digest(config, batch),
+            "records": len(batch.ids), "seconds": round(seconds, 3), "stats": stats.to_dict()}
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(body, indent=1))
+    os.replace(tmp, path)  # a marker is either absent or complete
+
+
+def _open_writer(config: JobConfig, batch: Batch):
+    if config.scenario == "reasoning":
+        from datagen.review import open_queue_writer
+
+        return open_queue_writer(queue_location(config), batch.prefix)
+    from datagen.shards import ShardWriter
+
+    return ShardWriter(config.out, batch.prefix, maxcount=config.maxcount, image_format=config.image_format)
+
+
+def queue_location(config: JobConfig) -> str:
+    """Where reasoning candidates go: ``config.queue`` or ``OUT/queue``."""
+    return config.queue or str(Path(config.out) / "queue")
+
+
+def run_batch(config: JobConfig, batch: Batch):
+    """Build and write every sample of ``batch``; return its ``RunStats``.
+
+    Idempotent: a batch that already finished returns its recorded stats without doing anything;
+    one that was interrupted resumes (done records skipped, committed keys not written twice).
+    """
+    from datagen.runner import run_builder
+
+    done = completed(config, batch)
+    if done is not None:
+        return done
+    start = time.perf_counter()
+    catalog, builder = open_source(config), get_builder(config)
+    with _open_writer(config, batch) as writer:
+        stats = run_builder(catalog, builder, writer, ids=list(batch.ids), progress=False)
+    if not stats.quarantined.get("builder_error"):
+        # A builder error may be transient (CUDA out of memory...): without a marker the next run
+        # revisits this batch, and the runner retries just the records that failed.
+        _write_marker(config, batch, stats, time.perf_counter() - start)
+    return stats
+
+
+def manifest_extra(config: JobConfig) -> dict:
+    """Job facts recorded in the manifest beside the counts."""
+    builder = get_builder(config)
+    return {"builder": builder.name, "settings": builder.settings(), "source": config.source,
+            "backends": {s: b.to_dict() for s, b in config.backends.items()}, "seed": config.seed}
+
+
+def finish(config: JobConfig, stats=None) -> Path | None:
+    """Write the job's manifest (understanding / perception); return its path.
+
+    Returns None when nothing was committed (every record skipped or quarantined) and for
+    reasoning, whose candidates wait in the review queue until ``publish-reviewed``.
+    """
+    if config.scenario == "reasoning":
+        return None
+    from datagen.shards import build_manifest
+    from datagen.shards.layout import committed_shards
+
+    if not any(s.load_sidecar().get("nsamples") for s in committed_shards(config.out)):
+        return None
+    return build_manifest(config.out, config.name, manifest_dir=config.manifest_dir, extra=manifest_extra(config))
+
+
+@dataclass
+class JobResult:
+    stats: Any
+    manifest: Path | None
+    batches: int
+    resumed: int  # batches skipped because an earlier run finished them
+    seconds: float
+
+
+def run_job(config: JobConfig, on_batch: Callable[[Batch, Any], None] | None = None) -> JobResult:
+    """Plan, run every batch in order in this process, finish: the CLI's path through a job."""
+    from datagen.runner import RunStats
+
+    start = time.perf_counter()
+    total, resumed = RunStats(), 0
+    batches = plan_batches(config)
+    for batch in batches:
+        stats = completed(config, batch)
+        if stats is not None:
+            resumed += 1
+        else:
+            stats = run_batch(config, batch)
+        total = total + stats
+        if on_batch is not None:
+            on_batch(batch, stats)
+    manifest = finish(config, total)
+    return JobResult(total, manifest, len(batches), resumed, time.perf_counter() - start)

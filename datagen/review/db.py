@@ -1,0 +1,256 @@
+"""One SQL layer, two dialects: SQLite (WAL, the default) and PostgreSQL (by URL).
+
+Queries are written once with ``?`` placeholders and the handful of constructs both engines
+share (partial indexes, ``ON CONFLICT``, ``RETURNING``); the few differences live here:
+row-locking clauses, primary-key types, how a write transaction starts, the audit-log triggers.
+
+Connections are per thread: the web app runs its handlers on a thread pool, and a connection
+per thread avoids both a shared-connection lock and a pool dependency.
+"""
+from __future__ import annotations
+
+import sqlite3
+import threading
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+SCHEMA_VERSION = "1"
+
+_TABLES = """
+CREATE TABLE IF NOT EXISTS settings (
+  name TEXT PRIMARY KEY,
+  value TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS reviewers (
+  name TEXT PRIMARY KEY,
+  token_hash TEXT NOT NULL UNIQUE,
+  is_admin INTEGER NOT NULL DEFAULT 0,
+  created {real} NOT NULL
+);
+CREATE TABLE IF NOT EXISTS items (
+  id {pk},
+  key TEXT NOT NULL UNIQUE,
+  case_id TEXT NOT NULL,
+  instruction TEXT NOT NULL,
+  scenario TEXT NOT NULL,
+  op TEXT NOT NULL,
+  meta TEXT NOT NULL,
+  src TEXT NOT NULL,
+  tgt TEXT NOT NULL,
+  mask TEXT NOT NULL,
+  outline TEXT NOT NULL,
+  required INTEGER NOT NULL,
+  status TEXT NOT NULL DEFAULT 'pending',
+  lease_reviewer TEXT,
+  lease_until {real},
+  created {real} NOT NULL,
+  decided_at {real},
+  published_at {real},
+  resolved_by TEXT
+);
+CREATE INDEX IF NOT EXISTS items_pending ON items (id) WHERE status = 'pending';
+CREATE INDEX IF NOT EXISTS items_holder ON items (lease_reviewer, status);
+CREATE INDEX IF NOT EXISTS items_status ON items (status, id);
+CREATE INDEX IF NOT EXISTS items_case ON items (case_id, id);
+CREATE TABLE IF NOT EXISTS decisions (
+  id {pk},
+  item_id BIGINT NOT NULL REFERENCES items (id),
+  reviewer TEXT NOT NULL,
+  verdict TEXT NOT NULL CHECK (verdict IN ('approve', 'reject')),
+  at {real} NOT NULL,
+  undone_at {real}
+);
+CREATE UNIQUE INDEX IF NOT EXISTS decisions_once ON decisions (item_id, reviewer) WHERE undone_at IS NULL;
+CREATE INDEX IF NOT EXISTS decisions_by_reviewer ON decisions (reviewer, id);
+CREATE TABLE IF NOT EXISTS skips (
+  item_id BIGINT NOT NULL REFERENCES items (id),
+  reviewer TEXT NOT NULL,
+  at {real} NOT NULL,
+  PRIMARY KEY (item_id, reviewer)
+);
+CREATE TABLE IF NOT EXISTS audit (
+  id {pk},
+  at {real} NOT NULL,
+  actor TEXT NOT NULL,
+  action TEXT NOT NULL,
+  item_id BIGINT,
+  detail TEXT NOT NULL DEFAULT '{{}}'
+);
+CREATE INDEX IF NOT EXISTS audit_item ON audit (item_id);
+"""
+
+# The audit log is append-only at the database level, so no code path (ours or a careless
+# maintenance script) can rewrite who decided what.
+_SQLITE_TRIGGERS = [
+    "CREATE TRIGGER IF NOT EXISTS audit_no_update BEFORE UPDATE ON audit "
+    "BEGIN SELECT RAISE(ABORT, 'audit log is append-only'); END",
+    "CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit "
+    "BEGIN SELECT RAISE(ABORT, 'audit log is append-only'); END",
+]
+
+_POSTGRES_TRIGGERS = [
+    "CREATE OR REPLACE FUNCTION review_audit_append_only() RETURNS trigger LANGUAGE plpgsql AS "
+    "$$ BEGIN RAISE EXCEPTION 'audit log is append-only'; END $$",
+    "CREATE OR REPLACE TRIGGER audit_no_change BEFORE UPDATE OR DELETE ON audit "
+    "FOR EACH ROW EXECUTE FUNCTION review_audit_append_only()",
+    "CREATE OR REPLACE TRIGGER audit_no_truncate BEFORE TRUNCATE ON audit "
+    "FOR EACH STATEMENT EXECUTE FUNCTION review_audit_append_only()",
+]
+
+
+def is_postgres_url(url: str) -> bool:
+    return str(url).startswith(("postgresql://", "postgres://"))
+
+
+def sqlite_path(url: str | Path) -> Path:
+    """``sqlite:///abs/path.db``, ``sqlite:///rel.db`` or a plain path -> the file's path."""
+    text = str(url)
+    if text.startswith("sqlite:///"):
+        # sqlite:////abs/q.db -> "/abs/q.db"; sqlite:///rel/q.db -> "rel/q.db" (SQLAlchemy's convention).
+        text = text[len("sqlite:///"):]
+    elif text.startswith("sqlite://"):
+        raise ValueError(f"unsupported SQLite URL {url!r}; use sqlite:///path/queue.db")
+    return Path(text)
+
+
+class Tx:
+    """A cursor inside one transaction: ``all`` / ``one`` / ``run`` with ``?`` placeholders."""
+
+    def __init__(self, cursor: Any, postgres: bool):
+        self._cur = cursor
+        self._postgres = postgres
+
+    def _sql(self, sql: str) -> str:
+        return sql.replace("?", "%s") if self._postgres else sql
+
+    def all(self, sql: str, params: tuple = ()) -> list[tuple]:
+        self._cur.execute(self._sql(sql), params)
+        return list(self._cur.fetchall())
+
+    def one(self, sql: str, params: tuple = ()) -> tuple | None:
+        self._cur.execute(self._sql(sql), params)
+        return self._cur.fetchone()
+
+    def run(self, sql: str, params: tuple = ()) -> int:
+        self._cur.execute(self._sql(sql), params)
+        return self._cur.rowcount
+
+
+class Database:
+    """Thread-local connections to one queue database; see the module docstring."""
+
+    def __init__(self, url: str | Path):
+        self.url = str(url)
+        self.postgres = is_postgres_url(self.url)
+        self.dialect = "postgres" if self.postgres else "sqlite"
+        # Row-lock suffix for SELECTs that precede an UPDATE of the same rows. SQLite needs none:
+        # a write transaction there holds the whole database.
+        self.for_update = " FOR UPDATE" if self.postgres else ""
+        self.skip_locked = " FOR UPDATE SKIP LOCKED" if self.postgres else ""
+        self._local = threading.local()
+        self._all: list[Any] = []
+        self._all_lock = threading.Lock()
+        # SQLite allows one writer at a time; queueing writers on a Python lock instead of
+        # SQLite's busy handler (which sleeps up to 100 ms between retries) keeps tail latency low.
+        self._write_lock = threading.Lock()
+        if not self.postgres:
+            path = sqlite_path(self.url)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self.path = path.resolve()
+        self._create_schema()
+
+    # -- connections -------------------------------------------------------------------------
+    def _connect(self) -> Any:
+        if self.postgres:
+            import psycopg  # imported here: SQLite users need not have it
+
+            conn = psycopg.connect(self.url, autocommit=True, connect_timeout=10)
+        else:
+            conn = sqlite3.connect(str(self.path), isolation_level=None, timeout=60,
+                                   check_same_thread=False)
+            conn.execute("PRAGMA journal_mode=WAL")
+            # FULL: a commit is on disk (WAL fsynced) before we acknowledge a decision.
+            conn.execute("PRAGMA synchronous=FULL")
+            conn.execute("PRAGMA foreign_keys=ON")
+        with self._all_lock:
+            self._all.append(conn)
+        return conn
+
+    def _conn(self) -> Any:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None and self.postgres and (conn.closed or conn.broken):
+            conn = None  # the server restarted or dropped us: reconnect
+        if conn is None:
+            conn = self._connect()
+            self._local.conn = conn
+        return conn
+
+    def close(self) -> None:
+        with self._all_lock:
+            conns, self._all = self._all, []
+        for conn in conns:
+            try:
+                conn.close()
+            except Exception:  # closing a connection from another thread may complain; it's closed
+                pass
+        self._local = threading.local()
+
+    # -- transactions ------------------------------------------------------------------------
+    @contextmanager
+    def read(self) -> Iterator[Tx]:
+        """A read-only snapshot (several queries see one consistent state)."""
+        conn = self._conn()
+        cur = conn.cursor()
+        cur.execute("BEGIN")
+        try:
+            yield Tx(cur, self.postgres)
+        finally:
+            cur.execute("ROLLBACK")  # nothing to keep; cheaper than COMMIT on Postgres
+            cur.close()
+
+    @contextmanager
+    def write(self) -> Iterator[Tx]:
+        """A write transaction: committed (durably) when the block exits, rolled back on error."""
+        if self.postgres:
+            conn = self._conn()
+            cur = conn.cursor()
+            cur.execute("BEGIN")
+            yield from self._finish(cur)
+        else:
+            with self._write_lock:
+                cur = self._conn().cursor()
+                cur.execute("BEGIN IMMEDIATE")
+                yield from self._finish(cur)
+
+    def _finish(self, cur: Any) -> Iterator[Tx]:
+        try:
+            yield Tx(cur, self.postgres)
+        except BaseException:
+            try:
+                cur.execute("ROLLBACK")
+            finally:
+                cur.close()
+            raise
+        cur.execute("COMMIT")
+        cur.close()
+
+    # -- schema ------------------------------------------------------------------------------
+    def _create_schema(self) -> None:
+        pk = "BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY" if self.postgres else "INTEGER PRIMARY KEY"
+        real = "DOUBLE PRECISION" if self.postgres else "REAL"
+        ddl = _TABLES.format(pk=pk, real=real)
+        with self.write() as tx:
+            if self.postgres:
+                # Several processes may open a fresh database at once; IF NOT EXISTS alone races.
+                tx.run("SELECT pg_advisory_xact_lock(7162534)")
+            for statement in _split(ddl):
+                tx.run(statement)
+            for statement in _POSTGRES_TRIGGERS if self.postgres else _SQLITE_TRIGGERS:
+                tx.run(statement)
+            tx.run("INSERT INTO settings (name, value) VALUES ('schema_version', ?) "
+                   "ON CONFLICT (name) DO NOTHING", (SCHEMA_VERSION,))
+
+
+def _split(ddl: str) -> list[str]:
+    return [s.strip() for s in ddl.split(";") if s.strip()]

@@ -1,0 +1,84 @@
+// Queue statistics page. Data goes into the page only through textContent.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+
+async function getJson(path, method = "GET") {
+  const response = await fetch(path, {method, credentials: "same-origin"});
+  if (response.status === 401) {
+    location.replace("/login");
+    throw new Error("signed out");
+  }
+  return response.json();
+}
+
+function cell(text) {
+  const td = document.createElement("td");
+  td.textContent = text;
+  return td;
+}
+
+function row(values) {
+  const tr = document.createElement("tr");
+  tr.append(...values.map(cell));
+  return tr;
+}
+
+const pct = (x) => (x === null || x === undefined ? "–" : (100 * x).toFixed(1) + "%");
+
+function tile(label, value, kind) {
+  const div = document.createElement("div");
+  div.className = "tile " + (kind || "");
+  const v = document.createElement("div");
+  v.className = "value";
+  v.textContent = value;
+  const l = document.createElement("div");
+  l.className = "label";
+  l.textContent = label;
+  div.append(v, l);
+  return div;
+}
+
+function resolveButtons(item) {
+  const td = document.createElement("td");
+  for (const verdict of ["approve", "reject"]) {
+    const button = document.createElement("button");
+    button.textContent = verdict === "approve" ? "Approve" : "Reject";
+    button.addEventListener("click", async () => {
+      await getJson(`/api/items/${item.id}/resolve/${verdict}`, "POST");
+      load();
+    });
+    td.append(button, " ");
+  }
+  return td;
+}
+
+async function load() {
+  const [me, s] = await Promise.all([getJson("/api/me"), getJson("/api/stats")]);
+  $("who").textContent = me.name + (me.admin ? " (admin)" : "");
+  const b = s.by_status;
+  $("tiles").replaceChildren(
+    tile("items", s.total), tile("pending", b.pending), tile("approved", b.approved, "approved"),
+    tile("rejected", b.rejected, "rejected"), tile("conflicted", b.conflicted, "conflicted"),
+    tile("held right now", s.leased_now), tile("decisions, last hour", s.decisions_last_hour));
+  const a = s.agreement;
+  $("agreement").textContent = a.items
+    ? `${a.items} items have two or more reviews: ${pct(a.unanimous)} unanimous, pairwise agreement ` +
+      `${pct(a.pairwise)}, Fleiss' kappa ${a.kappa ?? "–"}. Rule: ${s.settings.agreement}, ` +
+      `${s.settings.reviews_per_item} review(s) per item.`
+    : `No item has two reviews yet. Rule: ${s.settings.agreement}, ${s.settings.reviews_per_item} review(s) per item.`;
+  $("reviewers").replaceChildren(...s.reviewers.map((r) =>
+    row([r.reviewer, r.decisions, pct(r.approve_rate), pct(r.agreement), r.skips, r.undos])));
+  $("ops").replaceChildren(...Object.entries(s.by_op).map(([op, c]) =>
+    row([op, c.pending, c.approved, c.rejected, c.conflicted])));
+  $("resolve-head").hidden = !me.admin;
+  $("no-conflicts").hidden = s.conflicted.length > 0;
+  $("conflicted-table").hidden = s.conflicted.length === 0;
+  $("conflicted").replaceChildren(...s.conflicted.map((item) => {
+    const tr = row([item.id, item.instruction, item.votes.map((v) => `${v.reviewer}: ${v.verdict}`).join(", ")]);
+    if (me.admin) tr.append(resolveButtons(item));
+    return tr;
+  }));
+}
+
+load();

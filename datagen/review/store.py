@@ -1,0 +1,423 @@
+"""The review queue: candidates, leases, decisions, undo and the audit log.
+
+Rules it enforces (DESIGN.md, reliability):
+
+* **One holder per item.** ``claim`` leases an item to one reviewer for ``lease_seconds``; nobody
+  else is given it until it is decided, skipped or the lease runs out. On Postgres the claim is
+  ``UPDATE ... WHERE id = (SELECT ... FOR UPDATE SKIP LOCKED)``; on SQLite it runs inside a
+  ``BEGIN IMMEDIATE`` transaction, which excludes every other writer.
+* **Durable once acknowledged.** Every state change commits (fsync'd) before the call returns.
+* **A reviewer reviews an item at most once** (a partial unique index on active decisions).
+  Repeating the same decision is acknowledged again and changes nothing, so a client may retry.
+* **N reviews per item** (``required``, fixed when the item is enqueued) and an agreement rule
+  (``unanimous``: all agree, else conflicted; ``majority``: more wins, a tie is conflicted).
+* **Undo** withdraws the reviewer's latest decision (within ``undo_window_s``), re-opens the item
+  and hands it back to them, unless it is already published.
+* **Audit log**: decisions, skips, undos and resolutions are appended to ``audit``, which the
+  database itself refuses to update or delete.
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Iterable, Iterator
+
+from ..imageio import decode_image, decode_mask, encode_image, encode_mask
+from ..schema import EditSample
+from . import auth
+from .blobs import BlobStore
+from .db import Database, is_postgres_url, sqlite_path
+from .outline import outline_png
+from .records import ITEM_COLUMNS, agreement_status, item_view, review_record
+
+VERDICTS = ("approve", "reject")
+AGREEMENT_RULES = ("unanimous", "majority")
+DEFAULTS = {"reviews_per_item": "1", "agreement": "unanimous"}
+
+
+class QueueError(Exception):
+    """A request the queue refuses. ``code`` is stable (the web app maps it to an HTTP status)."""
+
+    status = 409
+
+    def __init__(self, code: str, detail: str):
+        super().__init__(detail)
+        self.code = code
+        self.detail = detail
+
+
+class NotFound(QueueError):
+    status = 404
+
+
+class ReviewStore:
+    """A review queue in a database plus its image blobs; build one with ``open_store``."""
+
+    def __init__(self, db: Database, blobs: BlobStore | None, *, lease_seconds: float = 300.0,
+                 undo_window_s: float = 3600.0):
+        self.db = db
+        self._blobs = blobs
+        self.lease_seconds = float(lease_seconds)
+        self.undo_window_s = float(undo_window_s)
+
+    def close(self) -> None:
+        self.db.close()
+
+    @property
+    def blobs(self) -> BlobStore:
+        if self._blobs is None:
+            raise ValueError("this Postgres queue has no image folder yet: pass blob_dir (--blobs) once")
+        return self._blobs
+
+    # -- settings -----------------------------------------------------------------------------
+    def setting(self, name: str) -> str | None:
+        with self.db.read() as tx:
+            row = tx.one("SELECT value FROM settings WHERE name = ?", (name,))
+        return row[0] if row else DEFAULTS.get(name)
+
+    def set_setting(self, name: str, value: str) -> None:
+        with self.db.write() as tx:
+            tx.run("INSERT INTO settings (name, value) VALUES (?, ?) "
+                   "ON CONFLICT (name) DO UPDATE SET value = excluded.value", (name, str(value)))
+
+    @property
+    def reviews_per_item(self) -> int:
+        return int(self.setting("reviews_per_item"))
+
+    @property
+    def agreement(self) -> str:
+        return self.setting("agreement")
+
+    def configure(self, *, reviews_per_item: int | None = None, agreement: str | None = None) -> None:
+        """Set how many reviews new items need and the rule that turns verdicts into a status."""
+        if reviews_per_item is not None:
+            if int(reviews_per_item) < 1:
+                raise ValueError("reviews_per_item must be at least 1")
+            self.set_setting("reviews_per_item", str(int(reviews_per_item)))
+        if agreement is not None:
+            if agreement not in AGREEMENT_RULES:
+                raise ValueError(f"agreement must be one of {AGREEMENT_RULES}, got {agreement!r}")
+            self.set_setting("agreement", agreement)
+
+    # -- reviewers ----------------------------------------------------------------------------
+    def add_reviewer(self, name: str, *, admin: bool = False) -> str:
+        """Create a reviewer (or replace their token); returns the plain token, shown once."""
+        return auth.add_reviewer(self.db, name, admin=admin)
+
+    def authenticate(self, token: str | None) -> auth.Reviewer | None:
+        return auth.reviewer_for_token(self.db, token)
+
+    # -- enqueue ------------------------------------------------------------------------------
+    def add(self, sample: EditSample, *, case_id: str | None = None, required: int | None = None) -> bool:
+        """Enqueue one candidate; False if its key is already queued (adding again is a no-op).
+
+        ``case_id`` groups the candidates of one edit (defaults to ``provenance['case_id']``,
+        else the key). Images are written to the blob store before the row that names them.
+        """
+        return self.add_many([sample], case_id=case_id, required=required) == 1
+
+    def add_many(self, samples: Iterable[EditSample], *, case_id: str | None = None,
+                 required: int | None = None) -> int:
+        """Enqueue candidates in one transaction; returns how many were new."""
+        samples = [s.validate() for s in samples]
+        if not samples:
+            return 0
+        with self.db.read() as tx:
+            known = {row[0] for row in _chunked_in(tx, "SELECT key FROM items WHERE key IN ({})",
+                                                  [s.key for s in samples])}
+        required = int(required or self.reviews_per_item)
+        rows, now = [], time.time()
+        for sample in samples:
+            if sample.key in known:
+                continue  # skip the image encoding for a rerun
+            known.add(sample.key)
+            rows.append(self._item_row(sample, case_id, required, now))
+        added = 0
+        with self.db.write() as tx:
+            for row in rows:
+                added += tx.run(
+                    "INSERT INTO items (key, case_id, instruction, scenario, op, meta, src, tgt, mask, "
+                    "outline, required, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                    "ON CONFLICT (key) DO NOTHING", row)
+        return added
+
+    def _item_row(self, sample: EditSample, case_id: str | None, required: int, now: float) -> tuple:
+        meta = sample.metadata()
+        meta.pop("review", None)
+        case = case_id or str(sample.provenance.get("case_id") or sample.key)
+        return (sample.key, case, sample.instruction, sample.scenario, sample.op,
+                json.dumps(meta, sort_keys=True),
+                self.blobs.put(encode_image(sample.src, "png"), "png"),
+                self.blobs.put(encode_image(sample.tgt, "png"), "png"),
+                self.blobs.put(encode_mask(sample.mask), "png"),
+                self.blobs.put(outline_png(sample.mask), "png"),
+                required, now)
+
+    # -- reviewing ----------------------------------------------------------------------------
+    def claim(self, reviewer: str) -> dict | None:
+        """The item this reviewer should look at now, leased to them; None when nothing is left.
+
+        If they already hold one (a page reload, a heartbeat) that item is returned and its lease
+        renewed, so a reviewer holds at most one item.
+        """
+        now = time.time()
+        until = now + self.lease_seconds
+        with self.db.write() as tx:
+            row = tx.one(
+                f"UPDATE items SET lease_until = ? WHERE id = (SELECT id FROM items WHERE lease_reviewer = ? "
+                f"AND status = 'pending' ORDER BY id LIMIT 1{self.db.for_update}) RETURNING {ITEM_COLUMNS}",
+                (until, reviewer))
+            if row is None:
+                row = tx.one(
+                    "UPDATE items SET lease_reviewer = ?, lease_until = ? WHERE id = ("
+                    "SELECT i.id FROM items i WHERE i.status = 'pending' "
+                    "AND (i.lease_until IS NULL OR i.lease_until < ?) "
+                    "AND NOT EXISTS (SELECT 1 FROM decisions d WHERE d.item_id = i.id "
+                    "AND d.reviewer = ? AND d.undone_at IS NULL) "
+                    "AND NOT EXISTS (SELECT 1 FROM skips s WHERE s.item_id = i.id AND s.reviewer = ?) "
+                    f"ORDER BY i.id LIMIT 1{self.db.skip_locked}) RETURNING {ITEM_COLUMNS}",
+                    (reviewer, until, now, reviewer, reviewer))
+            if row is None:
+                return None
+            case = tx.one("SELECT COUNT(*), SUM(CASE WHEN id < ? THEN 1 ELSE 0 END) FROM items "
+                          "WHERE case_id = ?", (row[0], row[2]))
+            done = tx.one("SELECT COUNT(*) FROM decisions WHERE item_id = ? AND undone_at IS NULL", (row[0],))
+        return item_view(row, case_size=case[0], case_index=int(case[1] or 0) + 1, reviews_done=done[0])
+
+    def decide(self, item_id: int, reviewer: str, verdict: str) -> dict:
+        """Record ``verdict`` (approve / reject) by ``reviewer``; returns the item's new status.
+
+        Raises ``NotFound``, or ``QueueError`` with code ``lease_lost`` (another reviewer holds
+        it now), ``closed`` (already decided by others), ``already_decided`` (this reviewer gave
+        the other verdict; undo first) or ``published``.
+        """
+        if verdict not in VERDICTS:
+            raise QueueError("bad_verdict", f"verdict must be one of {VERDICTS}, got {verdict!r}")
+        now = time.time()
+        with self.db.write() as tx:
+            item = self._lock_item(tx, item_id)
+            status, required, holder, lease_until = item[1], item[2], item[3], item[4]
+            mine = tx.one("SELECT verdict FROM decisions WHERE item_id = ? AND reviewer = ? "
+                          "AND undone_at IS NULL", (item_id, reviewer))
+            if mine is not None:
+                if mine[0] != verdict:
+                    raise QueueError("already_decided", f"you already chose {mine[0]} for this item; undo it first")
+                return {"item_id": item_id, "status": status, "verdict": verdict, "repeated": True}
+            if status != "pending":
+                raise QueueError("closed", f"this item is already {status}")
+            if holder not in (None, reviewer) and lease_until is not None and lease_until >= now:
+                raise QueueError("lease_lost", "your lease ran out and another reviewer has this item now")
+            tx.run("INSERT INTO decisions (item_id, reviewer, verdict, at) VALUES (?, ?, ?, ?)",
+                   (item_id, reviewer, verdict, now))
+            verdicts = [r[0] for r in tx.all("SELECT verdict FROM decisions WHERE item_id = ? "
+                                             "AND undone_at IS NULL ORDER BY id", (item_id,))]
+            new_status = agreement_status(verdicts, required, self.agreement_in(tx))
+            tx.run("UPDATE items SET status = ?, lease_reviewer = NULL, lease_until = NULL, decided_at = ? "
+                   "WHERE id = ?", (new_status, now if new_status != "pending" else None, item_id))
+            tx.run("DELETE FROM skips WHERE item_id = ? AND reviewer = ?", (item_id, reviewer))
+            self._audit(tx, now, reviewer, verdict, item_id, {"status": new_status})
+        return {"item_id": item_id, "status": new_status, "verdict": verdict, "repeated": False}
+
+    def skip(self, item_id: int, reviewer: str) -> None:
+        """Pass on an item: release it and do not offer it to this reviewer again (until
+        ``clear_skips``)."""
+        now = time.time()
+        with self.db.write() as tx:
+            self._lock_item(tx, item_id)
+            tx.run("INSERT INTO skips (item_id, reviewer, at) VALUES (?, ?, ?) "
+                   "ON CONFLICT (item_id, reviewer) DO NOTHING", (item_id, reviewer, now))
+            tx.run("UPDATE items SET lease_reviewer = NULL, lease_until = NULL "
+                   "WHERE id = ? AND lease_reviewer = ?", (item_id, reviewer))
+            self._audit(tx, now, reviewer, "skip", item_id, {})
+
+    def clear_skips(self, reviewer: str) -> int:
+        """Offer this reviewer the items they skipped again; returns how many."""
+        with self.db.write() as tx:
+            n = tx.run("DELETE FROM skips WHERE reviewer = ?", (reviewer,))
+            self._audit(tx, time.time(), reviewer, "clear-skips", None, {"count": n})
+        return n
+
+    def undo(self, reviewer: str) -> dict | None:
+        """Withdraw the reviewer's latest decision and re-open its item; None if there is none
+        (within ``undo_window_s``). The item is leased back to them unless someone else holds it."""
+        now = time.time()
+        with self.db.write() as tx:
+            last = tx.one("SELECT id, item_id, verdict FROM decisions WHERE reviewer = ? AND undone_at IS NULL "
+                          "AND at >= ? ORDER BY id DESC LIMIT 1", (reviewer, now - self.undo_window_s))
+            if last is None:
+                return None
+            decision_id, item_id, verdict = last
+            item = self._lock_item(tx, item_id)
+            if item[5] is not None:
+                raise QueueError("published", "this item is already published and cannot be re-opened")
+            tx.run("UPDATE decisions SET undone_at = ? WHERE id = ?", (now, decision_id))
+            # Hand the item back to the reviewer, releasing whatever they held before, unless
+            # another reviewer holds it right now (two holders is what leases exist to prevent).
+            holder, lease_until = item[3], item[4]
+            free = holder in (None, reviewer) or lease_until is None or lease_until < now
+            if free:
+                tx.run("UPDATE items SET lease_reviewer = NULL, lease_until = NULL "
+                       "WHERE lease_reviewer = ? AND id <> ?", (reviewer, item_id))
+            tx.run("UPDATE items SET status = 'pending', decided_at = NULL, resolved_by = NULL"
+                   + (", lease_reviewer = ?, lease_until = ?" if free else "") + " WHERE id = ?",
+                   ((reviewer, now + self.lease_seconds, item_id) if free else (item_id,)))
+            self._audit(tx, now, reviewer, "undo", item_id, {"decision": decision_id, "verdict": verdict})
+        return {"item_id": item_id, "undone": verdict, "returned_to_you": free}
+
+    def resolve(self, item_id: int, admin: str, verdict: str) -> dict:
+        """An admin's final word on a conflicted item (approve / reject)."""
+        if verdict not in VERDICTS:
+            raise QueueError("bad_verdict", f"verdict must be one of {VERDICTS}, got {verdict!r}")
+        status = "approved" if verdict == "approve" else "rejected"
+        now = time.time()
+        with self.db.write() as tx:
+            item = self._lock_item(tx, item_id)
+            if item[1] != "conflicted":
+                raise QueueError("not_conflicted", f"only conflicted items are resolved; this one is {item[1]}")
+            tx.run("UPDATE items SET status = ?, decided_at = ?, resolved_by = ? WHERE id = ?",
+                   (status, now, admin, item_id))
+            self._audit(tx, now, admin, "resolve", item_id, {"status": status})
+        return {"item_id": item_id, "status": status}
+
+    def _lock_item(self, tx, item_id: int) -> tuple:
+        """(id, status, required, lease_reviewer, lease_until, published_at), row-locked on Postgres."""
+        row = tx.one("SELECT id, status, required, lease_reviewer, lease_until, published_at FROM items "
+                     f"WHERE id = ?{self.db.for_update}", (int(item_id),))
+        if row is None:
+            raise NotFound("no_item", f"no item {item_id}")
+        return row
+
+    def agreement_in(self, tx) -> str:
+        row = tx.one("SELECT value FROM settings WHERE name = 'agreement'")
+        return row[0] if row else DEFAULTS["agreement"]
+
+    @staticmethod
+    def _audit(tx, at: float, actor: str, action: str, item_id: int | None, detail: dict) -> None:
+        tx.run("INSERT INTO audit (at, actor, action, item_id, detail) VALUES (?, ?, ?, ?, ?)",
+               (at, actor, action, item_id, json.dumps(detail, sort_keys=True)))
+
+    # -- reading ------------------------------------------------------------------------------
+    def progress(self, reviewer: str) -> dict:
+        """Queue-wide done / left plus this reviewer's own count and what is still open to them."""
+        with self.db.read() as tx:
+            by_status = dict(tx.all("SELECT status, COUNT(*) FROM items GROUP BY status"))
+            mine = tx.one("SELECT COUNT(*) FROM decisions WHERE reviewer = ? AND undone_at IS NULL", (reviewer,))[0]
+            skipped = tx.one("SELECT COUNT(*) FROM skips s JOIN items i ON i.id = s.item_id "
+                             "WHERE s.reviewer = ? AND i.status = 'pending'", (reviewer,))[0]
+            open_to_me = tx.one(
+                "SELECT COUNT(*) FROM items i WHERE i.status = 'pending' AND NOT EXISTS (SELECT 1 FROM "
+                "decisions d WHERE d.item_id = i.id AND d.reviewer = ? AND d.undone_at IS NULL) "
+                "AND NOT EXISTS (SELECT 1 FROM skips s WHERE s.item_id = i.id AND s.reviewer = ?)",
+                (reviewer, reviewer))[0]
+        total = sum(by_status.values())
+        left = by_status.get("pending", 0)
+        return {"total": total, "done": total - left, "left": left, "mine": mine, "skipped": skipped,
+                "open_to_me": open_to_me, "by_status": {s: by_status.get(s, 0) for s in
+                                                        ("pending", "approved", "rejected", "conflicted")}}
+
+    def history(self, reviewer: str, limit: int = 10) -> list[dict]:
+        """This reviewer's latest decisions, newest first (withdrawn ones flagged ``undone``)."""
+        with self.db.read() as tx:
+            rows = tx.all("SELECT d.id, d.item_id, d.verdict, d.at, d.undone_at, i.instruction, i.status, i.tgt "
+                          "FROM decisions d JOIN items i ON i.id = d.item_id WHERE d.reviewer = ? "
+                          "ORDER BY d.id DESC LIMIT ?", (reviewer, int(limit)))
+        return [{"decision_id": r[0], "item_id": r[1], "verdict": r[2], "at": r[3], "undone": r[4] is not None,
+                 "instruction": r[5], "status": r[6], "thumb": r[7]} for r in rows]
+
+    def item(self, item_id: int) -> dict:
+        with self.db.read() as tx:
+            row = tx.one(f"SELECT {ITEM_COLUMNS} FROM items WHERE id = ?", (int(item_id),))
+        if row is None:
+            raise NotFound("no_item", f"no item {item_id}")
+        return item_view(row)
+
+    def decisions_of(self, tx, item_id: int) -> list[tuple]:
+        return tx.all("SELECT reviewer, verdict, at FROM decisions WHERE item_id = ? AND undone_at IS NULL "
+                      "ORDER BY id", (item_id,))
+
+    def sample(self, item_id: int) -> EditSample:
+        """The candidate as an ``EditSample`` with its review record in ``review``."""
+        with self.db.read() as tx:
+            row = tx.one("SELECT meta, src, tgt, mask, status, required, decided_at, case_id, resolved_by "
+                         "FROM items WHERE id = ?", (int(item_id),))
+            if row is None:
+                raise NotFound("no_item", f"no item {item_id}")
+            decisions = self.decisions_of(tx, item_id)
+            rule = self.agreement_in(tx)
+        meta, src, tgt, mask, status, required, decided_at, case_id, resolved_by = row
+        sample = EditSample.from_parts(json.loads(meta), decode_image(self.blobs.read(src)),
+                                       decode_image(self.blobs.read(tgt)), decode_mask(self.blobs.read(mask)))
+        sample.review = review_record(status, decisions, decided_at, rule=rule, required=required,
+                                      case_id=case_id, resolved_by=resolved_by)
+        return sample
+
+    def approved_unpublished(self) -> list[int]:
+        with self.db.read() as tx:
+            return [r[0] for r in tx.all("SELECT id FROM items WHERE status = 'approved' "
+                                         "AND published_at IS NULL ORDER BY id")]
+
+    def mark_published(self, item_ids: Iterable[int], actor: str = "publish") -> None:
+        now = time.time()
+        with self.db.write() as tx:
+            for item_id in item_ids:
+                if tx.run("UPDATE items SET published_at = ? WHERE id = ? AND published_at IS NULL",
+                          (now, item_id)):
+                    self._audit(tx, now, actor, "publish", item_id, {})
+
+    def export_rows(self) -> Iterator[dict]:
+        """One dict per item with its active decisions, in queue order (for JSONL export)."""
+        with self.db.read() as tx:
+            items = tx.all("SELECT id, key, case_id, instruction, scenario, op, status, required, decided_at, "
+                           "published_at, resolved_by FROM items ORDER BY id")
+            votes: dict[int, list] = {}
+            for item_id, reviewer, verdict, at in tx.all(
+                    "SELECT item_id, reviewer, verdict, at FROM decisions WHERE undone_at IS NULL ORDER BY id"):
+                votes.setdefault(item_id, []).append({"reviewer": reviewer, "verdict": verdict, "at": at})
+        for r in items:
+            yield {"item_id": r[0], "key": r[1], "case_id": r[2], "instruction": r[3], "scenario": r[4],
+                   "op": r[5], "status": r[6], "required": r[7], "decided_at": r[8], "published_at": r[9],
+                   "resolved_by": r[10], "decisions": votes.get(r[0], [])}
+
+    def audit_rows(self) -> Iterator[dict]:
+        with self.db.read() as tx:
+            rows = tx.all("SELECT id, at, actor, action, item_id, detail FROM audit ORDER BY id")
+        for r in rows:
+            yield {"id": r[0], "at": r[1], "actor": r[2], "action": r[3], "item_id": r[4],
+                   "detail": json.loads(r[5])}
+
+
+def _chunked_in(tx, sql: str, values: list, size: int = 500) -> list[tuple]:
+    """``sql`` with ``IN ({})`` run over ``values`` in chunks (SQLite caps bound parameters)."""
+    out = []
+    for i in range(0, len(values), size):
+        chunk = values[i:i + size]
+        out.extend(tx.all(sql.format(", ".join("?" * len(chunk))), tuple(chunk)))
+    return out
+
+
+def open_store(url: str | Path, *, blob_dir: str | Path | None = None, lease_seconds: float = 300.0,
+               undo_window_s: float = 3600.0, reviews_per_item: int | None = None,
+               agreement: str | None = None) -> ReviewStore:
+    """Open (creating if needed) a review queue.
+
+    ``url``: ``sqlite:///path/queue.db`` or a plain path (SQLite, WAL) or ``postgresql://...``.
+    ``blob_dir``: where images live; remembered in the database. Defaults to ``blobs/`` beside
+    a SQLite file; a Postgres queue needs it once, when candidates are first added (then every process
+    finds it there).
+    """
+    db = Database(url)
+    with db.read() as tx:
+        row = tx.one("SELECT value FROM settings WHERE name = 'blob_dir'")
+    # A SQLite queue folder may have been moved or copied: then its own blobs/ wins over the
+    # remembered absolute path.
+    if blob_dir is None and row is not None and (is_postgres_url(str(url)) or Path(row[0]).is_dir()):
+        blob_dir = row[0]
+    if blob_dir is None and not is_postgres_url(str(url)):
+        blob_dir = sqlite_path(url).resolve().parent / "blobs"
+    blobs = BlobStore(blob_dir) if blob_dir is not None else None
+    store = ReviewStore(db, blobs, lease_seconds=lease_seconds, undo_window_s=undo_window_s)
+    if blobs is not None and (row is None or row[0] != str(blobs.root)):
+        store.set_setting("blob_dir", str(blobs.root))
+    store.configure(reviews_per_item=reviews_per_item, agreement=agreement)
+    return store

@@ -1,0 +1,75 @@
+"""The tar byte layout of a shard, and grouping a tar stream's members into samples.
+
+Members are written as plain USTAR regular files (no PAX or GNU long-name records) because wids'
+memory-mapped indexer reads raw 512-byte headers and would mis-key a long-name extension record.
+So a member name must fit USTAR's 100-byte name field.
+"""
+from __future__ import annotations
+
+import tarfile
+from typing import BinaryIO, Iterator
+
+BLOCK = 512
+RECORD = 20 * BLOCK  # tar's record size; archives are padded to a multiple of it, as tarfile does
+MAX_MEMBER_NAME = 100
+
+
+def member_header(name: str, size: int, mtime: int) -> bytes:
+    """The 512-byte USTAR header of a regular file ``name`` of ``size`` bytes (mode 0444, root)."""
+    info = tarfile.TarInfo(name)
+    info.size = size
+    info.mtime = mtime
+    info.mode = 0o444
+    info.uname = info.gname = ""
+    return info.tobuf(format=tarfile.USTAR_FORMAT, encoding="utf-8", errors="strict")
+
+
+def padding(size: int) -> bytes:
+    """Zero bytes that round a member's data of ``size`` bytes up to a whole block."""
+    return b"\0" * (-size % BLOCK)
+
+
+def member_span(size: int) -> int:
+    """Bytes a member of ``size`` data bytes takes in the archive (header + padded data)."""
+    return BLOCK + size + (-size % BLOCK)
+
+
+def end_of_archive(offset: int) -> bytes:
+    """The two zero blocks that end an archive, padded so the archive is a whole number of records."""
+    end = offset + 2 * BLOCK
+    return b"\0" * (2 * BLOCK + (-end % RECORD))
+
+
+def split_member_name(name: str) -> tuple[str, str]:
+    """``"abc.src.png"`` -> ``("abc", "src.png")``: WebDataset's key ends at the first dot of the
+    file name (a folder part, if any, stays with the key)."""
+    folder, _, base = name.rpartition("/")
+    key, dot, ext = base.partition(".")
+    if not dot:
+        raise ValueError(f"tar member {name!r} has no extension, so it belongs to no sample")
+    return (f"{folder}/{key}" if folder else key), ext
+
+
+def iter_tar_samples(fileobj: BinaryIO) -> Iterator[tuple[str, dict[str, bytes]]]:
+    """Stream a WebDataset tar and yield ``(key, {ext: bytes})`` per sample, in archive order.
+
+    Members of one sample must be consecutive (as WebDataset requires); a key that reappears after
+    another key raises ``ValueError``. Non-regular members (folders, links) are ignored.
+    """
+    seen: set[str] = set()
+    key, members = None, {}
+    with tarfile.open(fileobj=fileobj, mode="r|") as tar:
+        for info in tar:
+            if not info.isreg():
+                continue
+            member_key, ext = split_member_name(info.name)
+            if member_key != key:
+                if key is not None:
+                    yield key, members
+                if member_key in seen:
+                    raise ValueError(f"sample {member_key!r} is split across the archive")
+                seen.add(member_key)
+                key, members = member_key, {}
+            members[ext] = tar.extractfile(info).read()
+    if key is not None:
+        yield key, members

@@ -1,0 +1,66 @@
+"""The catalog interface every source implements, and the helpers they share.
+
+A catalog is a fixed, ordered list of record ids plus a ``load`` that turns one id into an
+``ImageRecord`` or, for bad data, a ``Quarantined`` with a reason. ``load`` never raises for bad
+data (undecodable image, broken annotation...): a long run counts the reason and goes on. It does
+raise ``KeyError`` for an id the catalog never listed, which is a caller bug, not bad data.
+
+Catalogs hold only plain Python data (paths, parsed JSON), so they pickle and can be shipped to
+worker processes.
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Iterator
+
+from datagen.imageio import ImageDecodeError
+from datagen.schema import ImageRecord, Quarantined, SampleError
+
+
+class CatalogError(ValueError):
+    """A catalog spec cannot be opened at all (no such file, not JSON, unknown spec form).
+
+    Raised by ``open_catalog`` and catalog constructors, never by ``Catalog.load``.
+    """
+
+
+class Catalog(ABC):
+    """Ordered collection of image records. Subclasses set ``name`` and ``source`` and implement
+    ``ids`` and ``_load``; ``load`` adds the never-raise-for-bad-data guarantee."""
+
+    name: str = ""
+    source: str = ""
+
+    @abstractmethod
+    def ids(self) -> list[str]:
+        """Every record id, in a stable order (same order on every call and every run)."""
+
+    @abstractmethod
+    def _load(self, record_id: str) -> ImageRecord | Quarantined:
+        """Load one record; may raise ``ImageDecodeError`` / ``SampleError`` for bad data."""
+
+    def load(self, record_id: str) -> ImageRecord | Quarantined:
+        """The record with this id (validated), or ``Quarantined`` with a reason code."""
+        try:
+            result = self._load(record_id)
+        except ImageDecodeError as exc:
+            return Quarantined(record_id, exc.reason, exc.detail, self.source)
+        except SampleError as exc:
+            return Quarantined(record_id, "bad_record", str(exc), self.source)
+        if isinstance(result, ImageRecord):
+            try:
+                result.validate()
+            except SampleError as exc:
+                return Quarantined(record_id, "bad_record", str(exc), self.source)
+        return result
+
+    def __iter__(self) -> Iterator[ImageRecord | Quarantined]:
+        for record_id in self.ids():
+            yield self.load(record_id)
+
+    def __len__(self) -> int:
+        return len(self.ids())
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r}, source={self.source!r}, n={len(self)})"
+

@@ -1,0 +1,407 @@
+"""Understanding-scenario samples (paper §4.3, supplement §2, Fig. 1): remove / add / replace.
+
+From an image ``x1`` whose instance is named uniquely by an attribute and a donor object of
+another category (``x2`` cut by its mask):
+
+    mask (masker)  ->  remove it (inpainter, hole = dilated mask)            -> y1
+    paste the donor into y1 at the removed instance's box (compositing)      -> y3
+    harmonize the pasted object (harmonizer)                                 -> y4
+
+and three samples per instance, all sharing ``y1`` (each instance is masked once, inpainted once):
+
+* ``remove``  x1 -> y1  "Remove the smaller cat"               mask = hole
+* ``add``     y1 -> x1  "Add a cat to the right of the cat"    mask = hole
+* ``replace`` x1 -> y4  "Replace the smaller cat with a cup"   mask = hole | pasted object
+
+Guarantees the trainer relies on (and tests check on ground-truth scenes): pixels outside a
+sample's mask are identical in src and tgt (backend output is pasted back inside the mask only,
+since learned inpainters and Poisson blending may touch pixels outside it), and every other
+instance is left untouched (the hole and the paste exclude the other instances' masks).
+
+Decisions:
+
+* Candidates: instances of a category with >= 2 instances (the paper's case), and with
+  ``multi_object=True`` also the only instance of its category in an image with other objects
+  ("Remove the cup": the paper's "multiple objects" attribute ``count``).
+* An instance cut by the image border is kept by default (``border="clip"``): removal is the same,
+  the donor is scaled by the uncut side and clipped at the frame (``datagen.compositing``). Its
+  visible size is not its size, so ``size`` expressions ("the smaller cat") are not used for a
+  category where any instance touches the border. ``border="skip"`` skips such instances
+  (reason ``touches_border``).
+* A donor of any pixel size, also larger than the image, is scaled to the removed box; donors are
+  only skipped when broken (``bad_donor``, ``empty_donor``).
+* Anchors for ``add``: remaining instances with a relation that holds by box geometry
+  (``referring.relation_to``) and a phrase that is unique in y1; same category first, then by
+  distance; never across the mirror plane.
+
+Skips are ``Quarantined`` with reasons: ``no_instances``, ``one_instance``, ``bad_box``,
+``bad_mask``, ``mask_failed``, ``empty_mask``, ``tiny_instance``, ``touches_border``, ``ambiguous``,
+``no_anchor`` (add only), ``no_donor`` / ``bad_donor`` / ``empty_donor`` / ``empty_paste``
+(replace only) and ``quality:<check>``.
+"""
+from __future__ import annotations
+
+import platform
+from dataclasses import dataclass, replace
+from typing import Iterator, Sequence
+
+import cv2
+import numpy as np
+
+import datagen
+from datagen.compositing import CompositingError, paste, touching_sides
+from datagen.instructions.referring import Referring, anchor_phrase, referring_table, relation_to
+from datagen.instructions.templates import (
+    ADD_TEMPLATES,
+    REMOVE_TEMPLATES,
+    REPLACE_TEMPLATES,
+    choose,
+    seeded_index,
+    with_article,
+)
+from datagen.quality import QualityChecker, QualityReport, dilate
+from datagen.schema import EditSample, ImageRecord, Instance, Quarantined, SampleError, check_box, sample_key
+from datagen.understanding.donors import PreparedDonor, prepare_donors
+
+OPS = ("remove", "add", "replace")
+BORDER_POLICIES = ("clip", "skip")
+
+
+@dataclass
+class _Removal:
+    """One instance removed from x1: the shared intermediate of its three samples."""
+
+    instance: Instance
+    refs: list[Referring]
+    object_mask: np.ndarray  # HxW bool, the masker's mask of the instance
+    hole: np.ndarray  # HxW bool, dilated mask minus the other instances
+    keep_out: np.ndarray  # HxW bool, every other instance's mask
+    y1: np.ndarray  # HxWx3 uint8, x1 with the hole inpainted
+    inpaint_seed: int
+    report: QualityReport
+
+
+def _package_versions() -> dict[str, str]:
+    return {"datagen": datagen.__version__, "numpy": np.__version__, "opencv": cv2.__version__,
+            "python": platform.python_version()}
+
+
+def _backend_info(backend) -> dict:
+    return {"name": getattr(backend, "name", type(backend).__name__), "settings": backend.settings()}
+
+
+class UnderstandingBuilder:
+    """``builder(record) -> Iterator[EditSample | Quarantined]``; see the module docstring.
+
+    ``masker`` / ``inpainter`` / ``harmonizer``: stage backends (``datagen.masking`` ...).
+    ``donors``: objects with ``category``, ``rgb`` (hxwx3 uint8) and ``mask`` (hxw bool).
+    ``dilate_px``: hole margin around the instance mask (covers soft edges and shadows' fringe).
+    ``min_area``: smallest instance mask in pixels. ``feather_px``: paste edge softness.
+    """
+
+    name = "understanding"
+
+    def __init__(
+        self,
+        masker,
+        inpainter,
+        harmonizer,
+        donors: Sequence,
+        *,
+        seed: int = 0,
+        dilate_px: int = 6,
+        min_area: int = 100,
+        feather_px: float = 2.0,
+        harmonize_band_px: int = 4,
+        border: str = "clip",
+        multi_object: bool = True,
+        ops: Sequence[str] = OPS,
+        quality: QualityChecker | None = None,
+    ):
+        if border not in BORDER_POLICIES:
+            raise ValueError(f"border must be one of {BORDER_POLICIES}, got {border!r}")
+        unknown = set(ops) - set(OPS)
+        if unknown or not ops:
+            raise ValueError(f"ops must be a non-empty subset of {OPS}, got {list(ops)}")
+        self.masker, self.inpainter, self.harmonizer = masker, inpainter, harmonizer
+        self.seed, self.dilate_px, self.min_area = int(seed), int(dilate_px), int(min_area)
+        self.feather_px, self.border, self.multi_object = float(feather_px), border, bool(multi_object)
+        self.harmonize_band_px = int(harmonize_band_px)
+        self.ops = tuple(op for op in OPS if op in ops)
+        self.quality = quality if quality is not None else QualityChecker()
+        self.donors, self.donor_problems = prepare_donors(donors)
+        self._settings = self._compute_settings()
+
+    # ------------------------------------------------------------------ public
+
+    def settings(self) -> dict:
+        """What determines the samples: recorded in provenance and the manifest."""
+        return self._settings
+
+    def __call__(self, record: ImageRecord) -> Iterator[EditSample | Quarantined]:
+        problem = _record_problem(record)
+        if problem is not None:
+            yield Quarantined(id=record.id, reason=problem[0], detail=problem[1], source=record.source)
+            return
+        if not self.multi_object and not _has_repeated_category(record):
+            yield Quarantined(id=record.id, reason="one_instance", source=record.source,
+                              detail="no category has two instances (multi_object=False)")
+            return
+        try:
+            masks = self._masks(record)
+        except ValueError as exc:  # a backend's contract check: bad box, missing annotation...
+            yield Quarantined(id=record.id, reason="mask_failed", detail=str(exc), source=record.source)
+            return
+        masked = _with_masks(record, masks)
+        table = referring_table(masked)
+        truncated = {i.id for i in record.instances if any(touching_sides(i.box, record.image.shape[:2]).values())}
+        coverage = masks.sum(axis=0, dtype=np.uint16)  # instances covering each pixel
+        for index, inst in enumerate(masked.instances):
+            if not self._is_candidate(masked, inst):
+                continue
+            removal = self._remove(masked, index, masks, coverage, table[inst.id], truncated)
+            if isinstance(removal, Quarantined):
+                yield removal
+                continue
+            yield from self._samples(masked, removal)
+
+    # ------------------------------------------------------------------ steps
+
+    def _masks(self, record: ImageRecord) -> np.ndarray:
+        """One masker call per image for every instance (SAM encodes the image once): NxHxW bool."""
+        boxes = np.array([i.box for i in record.instances], dtype=np.float64).reshape(-1, 4)
+        masks = self.masker.masks(record.image, boxes, [i.mask for i in record.instances])
+        masks = np.asarray(masks, dtype=bool)
+        if masks.shape != (len(record.instances), *record.image.shape[:2]):
+            raise ValueError(f"masker {self.masker.name!r} returned shape {masks.shape}")
+        return masks
+
+    def _is_candidate(self, record: ImageRecord, inst: Instance) -> bool:
+        peers = sum(1 for i in record.instances if i.category == inst.category)
+        return peers >= 2 or self.multi_object
+
+    def _skip(self, record: ImageRecord, inst: Instance, reason: str, detail: str, op: str | None = None) -> Quarantined:
+        suffix = f"/{op}" if op else ""
+        return Quarantined(id=f"{record.id}/{inst.id}{suffix}", reason=reason, detail=detail, source=record.source)
+
+    def _remove(self, record: ImageRecord, index: int, masks: np.ndarray, coverage: np.ndarray,
+                refs: list[Referring], truncated: set[str]):
+        """Mask checks, then inpaint the hole once: ``_Removal`` or ``Quarantined``."""
+        inst = record.instances[index]
+        mask = masks[index]
+        area = int(mask.sum())
+        if area == 0:
+            return self._skip(record, inst, "empty_mask", f"{self.masker.name} mask of {inst.category} is empty")
+        if area < self.min_area:
+            return self._skip(record, inst, "tiny_instance", f"mask has {area} pixels (< {self.min_area})")
+        if inst.id in truncated and self.border == "skip":
+            return self._skip(record, inst, "touches_border", f"box {list(inst.box)} touches the image border")
+        refs = _usable_refs(record, inst, refs, truncated)
+        if not refs:
+            return self._skip(record, inst, "ambiguous", f"no attribute names this {inst.category} uniquely")
+        keep_out = coverage > mask  # covered by at least one other instance
+        hole = dilate(mask, self.dilate_px) & ~keep_out
+        seed = seeded_index(2**31 - 1, self.seed, record.id, inst.id, "inpaint")
+        # Inpainters return pixels outside the hole unchanged (their contract); the quality
+        # check ``background`` verifies it rather than this code silently repairing a backend.
+        y1 = self.inpainter.inpaint(record.image, hole, seed=seed)
+        report = self.quality.check_removal(record.image, y1, mask & hole, hole, category=inst.category)
+        return _Removal(inst, refs, mask, hole, keep_out, y1, seed, report)
+
+    def _samples(self, record: ImageRecord, rm: _Removal) -> Iterator[EditSample | Quarantined]:
+        for op in self.ops:
+            if op != "replace" and not rm.report.ok:
+                yield self._skip(record, rm.instance, rm.report.reason, _failure_detail(rm.report), op)
+            elif op == "remove":
+                yield self._remove_sample(record, rm)
+            elif op == "add":
+                yield self._add_sample(record, rm)
+            else:
+                yield self._replace_sample(record, rm)
+
+    def _remove_sample(self, record: ImageRecord, rm: _Removal) -> EditSample:
+        ref = self._pick_ref(record, rm, "remove")
+        key = (record.id, rm.instance.id)
+        phrasing = choose(REMOVE_TEMPLATES, {"ref": ref.phrase}, self.seed, ("remove", *key))
+        alternatives = [choose(REMOVE_TEMPLATES, {"ref": r.phrase}, self.seed, ("remove", *key)).instruction
+                        for r in rm.refs if r is not ref]
+        return self._sample(record, rm, "remove", record.image, rm.y1, rm.hole, phrasing.instruction,
+                            [*phrasing.paraphrases, *alternatives], self._target(rm, ref), rm.report,
+                            images=("x1", "y1"))
+
+    def _add_sample(self, record: ImageRecord, rm: _Removal) -> EditSample | Quarantined:
+        anchor = _find_anchor(record, rm.instance)
+        if anchor is None:
+            return self._skip(record, rm.instance, "no_anchor",
+                              "no remaining instance has a clear relation and a unique phrase", "add")
+        anchor_inst, relation, phrase = anchor
+        values = {"a_category": with_article(rm.instance.category), "relation": relation, "anchor": phrase}
+        phrasing = choose(ADD_TEMPLATES, values, self.seed, ("add", record.id, rm.instance.id))
+        target = {
+            **self._target(rm, None),
+            "attribute": "relation", "value": relation, "phrase": f"{relation} {phrase}",
+            "anchor": {"instance": anchor_inst.id, "category": anchor_inst.category, "phrase": phrase,
+                       "box": [float(v) for v in anchor_inst.box]},
+        }
+        return self._sample(record, rm, "add", rm.y1, record.image, rm.hole, phrasing.instruction,
+                            list(phrasing.paraphrases), target, rm.report, images=("y1", "x1"))
+
+    def _replace_sample(self, record: ImageRecord, rm: _Removal) -> EditSample | Quarantined:
+        inst = rm.instance
+        donor = self._pick_donor(record, inst)
+        if donor is None:
+            return self._skip(record, inst, "no_donor", f"no donor of a category other than {inst.category}", "replace")
+        try:
+            pasted = paste(rm.y1, donor.rgb, donor.mask, inst.box, feather_px=self.feather_px, keep_out=rm.keep_out)
+        except CompositingError as exc:
+            return self._skip(record, inst, exc.reason, exc.detail, "replace")
+        y4 = self.harmonizer.harmonize(pasted.image, pasted.mask, background=rm.y1)
+        # The harmonizer may blend a thin band around the object (Poisson); that band joins the
+        # edit mask, minus the other instances, and anything it changed beyond is discarded so
+        # the mask stays the whole truth about what changed.
+        edit = rm.hole | (dilate(pasted.mask, self.harmonize_band_px) & ~rm.keep_out)
+        y4 = np.where(edit[:, :, None], y4, record.image)
+        report = self.quality.check_paste(record.image, y4, edit, pasted.mask)
+        if not rm.report.ok:  # y4 is built on y1: a failed removal shows through
+            report = report.merged(rm.report)
+        if not report.ok:
+            return self._skip(record, inst, report.reason, _failure_detail(report), "replace")
+        ref = self._pick_ref(record, rm, "replace")
+        key = (record.id, inst.id)
+        values = {"a_new": with_article(donor.category)}
+        phrasing = choose(REPLACE_TEMPLATES, {**values, "ref": ref.phrase}, self.seed, ("replace", *key))
+        alternatives = [choose(REPLACE_TEMPLATES, {**values, "ref": r.phrase}, self.seed, ("replace", *key)).instruction
+                        for r in rm.refs if r is not ref]
+        target = {**self._target(rm, ref), "new_category": donor.category,
+                  "paste_box": [float(v) for v in pasted.box]}
+        extra = {"donor": {"index": donor.index, "category": donor.category, "fingerprint": donor.fingerprint},
+                 "harmonizer": _backend_info(self.harmonizer), "feather_px": self.feather_px,
+                 "harmonize_band_px": self.harmonize_band_px}
+        return self._sample(record, rm, "replace", record.image, y4, edit, phrasing.instruction,
+                            [*phrasing.paraphrases, *alternatives], target, report,
+                            images=("x1", "y4"), extra=extra)
+
+    # ------------------------------------------------------------------ helpers
+
+    def _pick_ref(self, record: ImageRecord, rm: _Removal, op: str) -> Referring:
+        return rm.refs[seeded_index(len(rm.refs), self.seed, record.id, rm.instance.id, op, "attribute")]
+
+    def _pick_donor(self, record: ImageRecord, inst: Instance) -> PreparedDonor | None:
+        eligible = [d for d in self.donors if d.category != inst.category]
+        if not eligible:
+            return None
+        return eligible[seeded_index(len(eligible), self.seed, record.id, inst.id, "donor")]
+
+    def _target(self, rm: _Removal, ref: Referring | None) -> dict:
+        inst = rm.instance
+        out = {"category": inst.category, "instance": inst.id, "box": [float(v) for v in inst.box],
+               "attributes": [r.to_dict() for r in rm.refs]}
+        if ref is not None:
+            out.update(attribute=ref.attribute, value=ref.value, phrase=ref.phrase)
+        return out
+
+    def _sample(self, record, rm, op, src, tgt, mask, instruction, paraphrases, target, report,
+                *, images, extra=None) -> EditSample:
+        key_parts = [record.id, rm.instance.id, op, self._settings["seed"], self._settings["dilate_px"],
+                     self._settings["masker"], self._settings["inpainter"]]
+        if op == "replace":
+            key_parts += [self._settings["harmonizer"], extra["donor"]["fingerprint"], self.feather_px,
+                          self.harmonize_band_px]
+        provenance = {
+            "record": record.id, "source": record.source, "builder": self.name,
+            "images": {"src": images[0], "tgt": images[1]},
+            "masker": _backend_info(self.masker), "inpainter": _backend_info(self.inpainter),
+            "seeds": {"builder": self.seed, "inpaint": rm.inpaint_seed},
+            "dilate_px": self.dilate_px, "border": self.border,
+            "quality_settings": self._settings["quality"],
+            "versions": _package_versions(),
+            **(extra or {}),
+        }
+        return EditSample(
+            key=sample_key(*key_parts), src=src, tgt=tgt, mask=mask, instruction=instruction,
+            paraphrases=paraphrases, scenario="understanding", op=op, target=target,
+            provenance=provenance, quality=report.to_dict(),
+        )
+
+    def _compute_settings(self) -> dict:
+        return {
+            "seed": self.seed, "dilate_px": self.dilate_px, "min_area": self.min_area,
+            "feather_px": self.feather_px, "harmonize_band_px": self.harmonize_band_px,
+            "border": self.border, "multi_object": self.multi_object,
+            "ops": list(self.ops),
+            "masker": _backend_info(self.masker), "inpainter": _backend_info(self.inpainter),
+            "harmonizer": _backend_info(self.harmonizer),
+            "donors": [{"category": d.category, "fingerprint": d.fingerprint} for d in self.donors],
+            "quality": self.quality.settings(),
+        }
+
+
+# ---------------------------------------------------------------------- module helpers
+
+
+def _record_problem(record: ImageRecord) -> tuple[str, str] | None:
+    """Record-level reasons to skip, or None. Broken annotations skip the whole record: referring
+    expressions compare every instance, so one unreadable instance can make "the left cat" wrong."""
+    image = record.image
+    if not (isinstance(image, np.ndarray) and image.ndim == 3 and image.shape[2] == 3 and image.dtype == np.uint8):
+        return "bad_image", f"image must be HxWx3 uint8, got {getattr(image, 'dtype', None)} {getattr(image, 'shape', None)}"
+    if not record.instances:
+        return "no_instances", "the record has no annotated instance"
+    if len(record.instances) < 2:
+        return "one_instance", "one instance: nothing to name it against and nothing to anchor an addition to"
+    hw = image.shape[:2]
+    for inst in record.instances:
+        try:
+            check_box(inst.box, hw)
+        except SampleError as exc:
+            return "bad_box", f"instance {inst.id}: {exc}"
+        if inst.mask is not None and (not isinstance(inst.mask, np.ndarray) or inst.mask.shape != hw):
+            return "bad_mask", f"instance {inst.id}: mask shape {getattr(inst.mask, 'shape', None)} != image {hw}"
+    return None
+
+
+def _has_repeated_category(record: ImageRecord) -> bool:
+    seen: set[str] = set()
+    for inst in record.instances:
+        if inst.category in seen:
+            return True
+        seen.add(inst.category)
+    return False
+
+
+def _with_masks(record: ImageRecord, masks: np.ndarray) -> ImageRecord:
+    """The record with masker masks filled in where none was annotated, so referring expressions
+    (size by mask area, colour of the masked pixels) see the same object the edit removes."""
+    instances = [inst if inst.mask is not None else replace(inst, mask=masks[k]) for k, inst in enumerate(record.instances)]
+    return replace(record, instances=instances)
+
+
+def _usable_refs(record: ImageRecord, inst: Instance, refs: list[Referring], truncated: set[str]) -> list[Referring]:
+    """Drop ``size`` when any instance of the category is cut by the frame (visible != real size)."""
+    if any(i.id in truncated for i in record.instances if i.category == inst.category):
+        return [r for r in refs if r.attribute != "size"]
+    return list(refs)
+
+
+def _find_anchor(record: ImageRecord, removed: Instance) -> tuple[Instance, str, str] | None:
+    """A remaining instance to phrase the addition against: ``(anchor, relation, phrase)``."""
+    def centre(i: Instance) -> tuple[float, float]:
+        return (i.box[0] + i.box[2]) / 2.0, (i.box[1] + i.box[3]) / 2.0
+
+    mirrored = bool(removed.attributes.get("in_mirror", False))
+    cx, cy = centre(removed)
+    others = [i for i in record.instances
+              if i.id != removed.id and bool(i.attributes.get("in_mirror", False)) == mirrored]
+    others.sort(key=lambda i: (i.category != removed.category, (centre(i)[0] - cx) ** 2 + (centre(i)[1] - cy) ** 2))
+    for other in others:
+        relation = relation_to(record, removed.id, other.id)
+        if relation is None:
+            continue
+        phrase = anchor_phrase(record, other.id, ignore=[removed.id])
+        if phrase is not None:
+            return other, relation, phrase
+    return None
+
+
+def _failure_detail(report: QualityReport) -> str:
+    return "; ".join(f"{k}: {v}" for k, v in report.failed.items())

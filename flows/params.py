@@ -1,0 +1,73 @@
+"""Typed flow parameters (pydantic), so the Prefect UI renders a form and bad input fails early.
+
+Job-level scalars (source, out, name, limit, seed, batch size) are top-level flow parameters so
+that ``prefect deployment run ... --param limit=40`` overrides one value and keeps the rest of the
+deployment's defaults. Backend choices and execution settings are grouped in small models because
+they travel together (a backend name and its options; a runner and its cluster settings).
+
+Backend names mirror the registries in ``datagen.masking`` / ``datagen.inpainting`` /
+``datagen.harmonization`` (docs/ARCHITECTURE.md). The defaults are the classical CPU backends,
+which need no weights; ``prefect.yaml`` shows the learned ones with their options.
+"""
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+MaskerName = Literal["annotation", "grabcut", "sam"]
+InpainterName = Literal["opencv", "lama", "sd", "mat"]
+HarmonizerName = Literal["classical", "pih"]
+
+_OPTIONS_HELP = (
+    "Keyword options passed to the backend's builder, e.g. {\"checkpoint\": \"/weights/x.pth\", "
+    "\"device\": \"cuda\"}. Weights are always local paths (no hub access)."
+)
+
+
+class _Model(BaseModel):
+    # Unknown keys are an error: a typo in a deployment's parameters must not be silently ignored.
+    model_config = ConfigDict(extra="forbid")
+
+
+class UnderstandingBackends(_Model):
+    """Mask -> inpaint -> paste -> harmonize backends for ``synth-understanding``."""
+
+    masker: MaskerName = Field("annotation", description="annotation: the catalog's masks; grabcut: CPU; sam: segment-anything")
+    masker_options: dict[str, Any] = Field(default_factory=dict, description=_OPTIONS_HELP)
+    inpainter: InpainterName = Field("opencv", description="opencv: CPU Telea/NS; lama: TorchScript big-lama.pt; sd; mat")
+    inpainter_options: dict[str, Any] = Field(default_factory=dict, description=_OPTIONS_HELP)
+    harmonizer: HarmonizerName = Field("classical", description="classical: Lab statistics + Poisson (CPU); pih")
+    harmonizer_options: dict[str, Any] = Field(default_factory=dict, description=_OPTIONS_HELP)
+
+
+class ReasoningBackends(_Model):
+    """Masking and editing backends for ``synth-reasoning`` (candidates go to the review queue)."""
+
+    masker: MaskerName = Field("annotation", description="annotation, grabcut or sam")
+    masker_options: dict[str, Any] = Field(default_factory=dict, description=_OPTIONS_HELP)
+    editor: Literal["classical", "sd"] = Field(
+        "classical", description="classical: inpaint / HSV recolour / donor paste (CPU); sd: Stable-Diffusion inpainting"
+    )
+    editor_options: dict[str, Any] = Field(default_factory=dict, description=_OPTIONS_HELP)
+
+
+class Execution(_Model):
+    """Where and how batches run. The default runs batches one after another inside the flow-run
+    process (models loaded once and reused); ``dask`` fans them out over a Dask cluster."""
+
+    runner: Literal["default", "dask"] = Field("default", description="default: in the flow-run process; dask: DaskTaskRunner")
+    parallelism: int = Field(
+        0, ge=0, description="batches in flight at once; 0 = 1 for the default runner, the cluster's worker count for dask"
+    )
+    dask_address: str | None = Field(
+        None, description="scheduler of an existing cluster (e.g. tcp://10.0.0.5:8786); empty = a local cluster"
+    )
+    dask_workers: int = Field(2, ge=1, description="worker processes of the local cluster")
+    dask_threads_per_worker: int = Field(1, ge=1, description="threads per local worker (1: models are not shared between threads)")
+    dask_gpus_per_worker: int = Field(0, ge=0, description="GPU resource slots each local worker declares")
+    gpu_resource: bool | None = Field(
+        None, description="annotate batch tasks with resources={'GPU': 1}; empty = only when a learned backend is chosen"
+    )
+    retries: int = Field(3, ge=0, le=10, description="retries of a batch after a transient error (I/O, timeouts, CUDA OOM)")
+    retry_delay_seconds: float = Field(2.0, ge=0, description="first retry delay; doubles on every further retry, with jitter")

@@ -1,0 +1,152 @@
+"""Harmonization backends: classical colour transfer + blending, and the PIH adapter against a
+stand-in checkout (inputs at 512 px, curves and gain map applied at full resolution)."""
+import cv2
+import numpy as np
+import pytest
+import torch
+from tiny_models import tiny_models
+
+from datagen.backends import BackendUnavailable, import_from_checkout
+from datagen.harmonization import HARMONIZERS, build_harmonizer
+from datagen.harmonization.pih import apply_curves_and_gain, curve_lut, curves_from_table
+from datagen.inpainting import grow
+
+
+def pasted_scene(h=90, w=120, seed=0):
+    """Warm orange textured background with a cold blue-grey object pasted on it."""
+    rng = np.random.default_rng(seed)
+    bg = np.clip(rng.normal([200, 130, 60], 10, (h, w, 3)), 0, 255).astype(np.uint8)
+    yy, xx = np.mgrid[:h, :w]
+    fg = ((yy - 45) / 22.0) ** 2 + ((xx - 60) / 30.0) ** 2 <= 1
+    comp = bg.copy()
+    shade = (xx[fg] - 30) / 60.0  # a gradient inside the object, so it has structure to keep
+    comp[fg] = np.clip(np.stack([70 + 40 * shade, 90 + 40 * shade, 150 + 40 * shade], -1), 0, 255).astype(np.uint8)
+    return comp, fg, bg
+
+
+def lab_mean(img, mask):
+    return cv2.cvtColor(img.astype(np.float32) / 255, cv2.COLOR_RGB2Lab)[mask].mean(axis=0)
+
+
+def test_registry_names():
+    assert HARMONIZERS.names() == ["classical", "pih"]
+
+
+@pytest.mark.parametrize("color", ["reinhard", "curves"])
+@pytest.mark.parametrize("blend", ["poisson", "feather", "none"])
+def test_classical_moves_foreground_toward_surroundings_and_keeps_the_rest(color, blend):
+    comp, fg, bg = pasted_scene()
+    harm = build_harmonizer("classical", color=color, blend=blend, strength=0.8)
+    out = harm.harmonize(comp, fg, background=bg if blend == "feather" else None)
+    assert out.shape == comp.shape and out.dtype == np.uint8
+    ring = grow(fg, 16) & ~fg
+    before = np.linalg.norm(lab_mean(comp, fg) - lab_mean(comp, ring))
+    after = np.linalg.norm(lab_mean(out, fg) - lab_mean(out, ring))
+    assert after < 0.6 * before
+    allowed = grow(fg, harm.band) if blend == "poisson" else fg
+    assert (out[~allowed] == comp[~allowed]).all()
+
+
+def test_classical_poisson_handles_object_touching_the_border():
+    comp, fg, _ = pasted_scene()
+    comp, fg = np.ascontiguousarray(comp[:, 40:]), np.ascontiguousarray(fg[:, 40:])  # object cut by the left edge
+    out = build_harmonizer("classical").harmonize(comp, fg)
+    assert out.shape == comp.shape
+    assert (out[~grow(fg, 3)] == comp[~grow(fg, 3)]).all()
+    assert not (out[fg] == comp[fg]).all()
+
+
+def test_classical_degenerate_masks_and_options():
+    comp, fg, _ = pasted_scene()
+    harm = build_harmonizer("classical")
+    assert (harm.harmonize(comp, np.zeros_like(fg)) == comp).all()
+    assert (harm.harmonize(comp, np.ones_like(fg)) == comp).all()
+    assert (build_harmonizer("classical", color="none", blend="none").harmonize(comp, fg) == comp).all()
+    for bad in ({"color": "lab"}, {"blend": "alpha"}, {"strength": 1.5}):
+        with pytest.raises(ValueError):
+            build_harmonizer("classical", **bad)
+    with pytest.raises(ValueError, match="background"):
+        harm.harmonize(comp, fg, background=comp[:10])
+
+
+# ----------------------------------------------------------------------------------------- PIH
+
+def test_curve_lut_matches_pih_grid_sample_exactly():
+    # The stand-in checkout's LUT3D: the same grid_sample call as PIH's model.py.
+    LUT3D = import_from_checkout(tiny_models().pih.checkout, "model", backend="pih", option="checkout").LUT3D
+    curves = np.sort(np.random.default_rng(0).random((3, 32)), axis=1)
+    d = 32
+    table = np.stack([
+        np.broadcast_to(curves[0][None, None, :], (d, d, d)),
+        np.broadcast_to(curves[1][None, :, None], (d, d, d)),
+        np.broadcast_to(curves[2][:, None, None], (d, d, d))])
+    assert np.allclose(curves_from_table(table), curves)
+    values = np.arange(256, dtype=np.uint8)
+    img = np.ascontiguousarray(np.stack([values, values[::-1], np.roll(values, 7)], -1)[None])  # 1x256x3
+    ref = LUT3D()(torch.from_numpy(table)[None].float(), torch.from_numpy(img).permute(2, 0, 1)[None].float() / 255)
+    ours = np.stack([curve_lut(curves[c])[img[0, :, c]] for c in range(3)], -1)
+    assert np.allclose(ours, ref[0].permute(1, 2, 0).numpy()[0], atol=1e-5)
+    with pytest.raises(ValueError, match="3D LUT"):
+        curves_from_table(np.random.default_rng(1).random((3, d, d, d)))
+
+
+@pytest.fixture(scope="module")
+def pih():
+    return build_harmonizer("pih", **tiny_models().pih.options(), device="cpu")
+
+
+def test_pih_inputs_are_512_rgba_composite_over_background(pih):
+    comp, fg, bg = pasted_scene()
+    pih.harmonize(comp, fg, background=bg)
+    call = pih.model.calls[-1]
+    for key in ("background", "image"):
+        assert tuple(call[key].shape) == (1, 3, 512, 512) and 0 <= call[key].min() and call[key].max() <= 1
+    assert tuple(call["mask"].shape) == (1, 1, 512, 512)
+    small = lambda a: cv2.resize(a, (512, 512), interpolation=cv2.INTER_LINEAR)  # noqa: E731
+    assert np.allclose(call["background"][0].permute(1, 2, 0).numpy(), small(bg) / 255, atol=1e-6)
+    assert np.allclose(call["image"][0].permute(1, 2, 0).numpy(), small(comp) / 255, atol=1e-6)
+    assert np.allclose(call["mask"][0, 0].numpy(), small(fg.astype(np.float32)), atol=1e-6)
+
+
+def test_pih_applies_curves_and_gain_at_full_resolution(pih):
+    comp, fg, bg = pasted_scene()
+    out = pih.harmonize(comp, fg, background=bg)
+    assert out.shape == comp.shape and out.dtype == np.uint8
+    assert (out[~fg] == comp[~fg]).all()
+    # What PIH's inference.py computes: LUT3D on the full-size composite times the resized gain map.
+    model = pih.model
+    full = torch.from_numpy(comp).permute(2, 0, 1)[None].float() / 255
+    gain = torch.nn.functional.interpolate(model.gainmap, size=comp.shape[:2], mode="bilinear", align_corners=False)
+    expected = (model.PL3D(model.pl_table, full) * gain)[0].permute(1, 2, 0).clamp(0, 1) * 255
+    diff = np.abs(out[fg].astype(float) - expected.round().numpy()[fg])
+    assert diff.max() <= 2 and diff.mean() < 0.5
+    assert len(pih.last_run["curves"]) == 3 and len(pih.last_run["curves"][0]) == 32
+
+
+def test_pih_estimates_background_when_not_given(pih):
+    comp, fg, _ = pasted_scene()
+    out = pih.harmonize(comp, fg)
+    bg_seen = pih.model.calls[-1]["background"][0].permute(1, 2, 0).numpy()
+    assert (out[~fg] == comp[~fg]).all()
+    # The object's blue is gone from the background PIH sees: the hole was filled from the orange around it.
+    inside = cv2.resize(fg.astype(np.uint8), (512, 512), interpolation=cv2.INTER_NEAREST).astype(bool)
+    assert bg_seen[inside][:, 0].mean() > bg_seen[inside][:, 2].mean()
+
+
+def test_apply_curves_identity_and_gain():
+    comp, fg, _ = pasted_scene()
+    identity = np.tile((np.arange(32) + 0.5) / 32, (3, 1))
+    same = apply_curves_and_gain(comp, fg, identity, np.ones(fg.shape, np.float32))
+    assert np.abs(same.astype(int) - comp).max() <= 1
+    darker = apply_curves_and_gain(comp, fg, identity, np.full(fg.shape, 0.5, np.float32))
+    assert np.abs(darker[fg].astype(int) - comp[fg] // 2).max() <= 1
+
+
+def test_pih_unavailable_names_the_option(tmp_path):
+    with pytest.raises(BackendUnavailable, match="checkout=PATH"):
+        build_harmonizer("pih", checkpoint=tiny_models().pih.checkpoint)
+    with pytest.raises(BackendUnavailable, match="checkpoint=PATH"):
+        build_harmonizer("pih", checkout=tiny_models().pih.checkout)
+    torch.save({"epoch": 1, "state_dict": {"PL.0.weight": torch.zeros(1)}}, tmp_path / "ckpt.pth")
+    with pytest.raises(BackendUnavailable, match="matching checkpoint"):
+        build_harmonizer("pih", checkout=tiny_models().pih.checkout, checkpoint=tmp_path / "ckpt.pth", device="cpu")

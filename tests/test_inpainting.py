@@ -1,0 +1,252 @@
+"""Inpainting backends: OpenCV, LaMa (TorchScript file), SD (diffusers folder), MAT (stand-in
+checkout). What is checked is our side: windows, padding, value ranges, mask conventions, seeds and
+pasting only the hole back."""
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from tiny_models import make_fake_mat_checkout, tiny_models
+
+from datagen.backends import BackendUnavailable, import_from_checkout
+from datagen.inpainting import INPAINTERS, build_inpainter
+from datagen.inpainting.lama import to_model_inputs
+from datagen.inpainting.window import context_window, tile_window
+
+
+def gradient(h, w):
+    yy, xx = np.mgrid[:h, :w]
+    return np.stack([xx * 255 // max(1, w - 1), yy * 255 // max(1, h - 1), np.full_like(xx, 128)], -1).astype(np.uint8)
+
+
+def noise(h, w, seed=0):
+    return np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
+
+
+def rect(h, w, top, left, bottom, right):
+    m = np.zeros((h, w), bool)
+    m[top:bottom, left:right] = True
+    return m
+
+
+def test_registry_names():
+    assert INPAINTERS.names() == ["lama", "mat", "opencv", "sd"]
+
+
+# ------------------------------------------------------------------------------------- windows
+
+def test_context_window_keeps_native_scale_and_clips_to_image():
+    hole = rect(1000, 800, 500, 300, 540, 340)
+    win = context_window(hole, context=0.5, min_side=512)
+    assert (win.height, win.width) == (512, 512)
+    assert win.top <= 500 and win.top + 512 >= 540 and win.left <= 300 and win.left + 512 >= 340
+    small = context_window(rect(60, 90, 0, 70, 10, 90), context=0.5, min_side=64)
+    assert (small.top, small.left, small.height, small.width) == (0, 26, 60, 64)
+
+
+def test_tile_window_crops_pads_or_grows_to_whole_tiles():
+    crop = tile_window(rect(600, 700, 550, 10, 590, 60), tile=512, context=64)
+    assert (crop.height, crop.width, crop.pad_bottom, crop.pad_right) == (512, 512, 0, 0)
+    assert crop.top == 600 - 512 and crop.left == 0
+    padded = tile_window(rect(96, 128, 10, 10, 30, 40), tile=512, context=64)
+    assert (padded.top, padded.left, padded.height, padded.width) == (0, 0, 96, 128)
+    assert (padded.pad_bottom, padded.pad_right) == (512 - 96, 512 - 128)
+    wide = tile_window(rect(560, 1100, 100, 200, 300, 800), tile=512, context=64)
+    assert (wide.height, wide.width, wide.pad_bottom, wide.pad_right) == (512, 1024, 0, 0)
+
+
+# -------------------------------------------------------------------------------------- OpenCV
+
+@pytest.mark.parametrize("method", ["telea", "ns"])
+def test_opencv_fills_smooth_background(method):
+    img = gradient(64, 80)
+    hole = rect(64, 80, 20, 25, 40, 50)
+    damaged = img.copy()
+    damaged[hole] = (255, 0, 255)
+    out = build_inpainter("opencv", method=method).inpaint(damaged, hole)
+    assert out.shape == img.shape and out.dtype == np.uint8
+    assert (out[~hole] == damaged[~hole]).all()
+    assert np.abs(out[hole].astype(int) - img[hole]).mean() < 12
+
+
+def test_opencv_rejects_bad_inputs_and_passes_empty_hole():
+    inp = build_inpainter("opencv")
+    img = gradient(32, 32)
+    with pytest.raises(ValueError, match="hole"):
+        inp.inpaint(img, np.zeros((32, 31), bool))
+    with pytest.raises(ValueError, match="uint8"):
+        inp.inpaint(img.astype(np.float32), np.zeros((32, 32), bool))
+    with pytest.raises(ValueError, match="method"):
+        build_inpainter("opencv", method="fast")
+    assert (inp.inpaint(img, np.zeros((32, 32), bool)) == img).all()
+
+
+# ---------------------------------------------------------------------------------------- LaMa
+
+def test_lama_inputs_are_padded_to_8_with_hole_as_one():
+    img, hole = noise(50, 61), rect(50, 61, 5, 5, 20, 30)
+    image_t, mask_t = to_model_inputs(img, hole, "cpu")
+    assert tuple(image_t.shape) == (1, 3, 56, 64) and tuple(mask_t.shape) == (1, 1, 56, 64)
+    assert image_t.dtype == torch.float32 and 0 <= image_t.min() and image_t.max() <= 1
+    assert torch.equal(image_t[0, :, :50, :61], torch.from_numpy(img).permute(2, 0, 1).float() / 255)
+    assert torch.equal(mask_t[0, 0, :50, :61], torch.from_numpy(hole).float())
+    assert mask_t[0, 0, 50:].sum() == 0 and mask_t[0, 0, :, 61:].sum() == 0
+
+
+def test_lama_runs_torchscript_file_and_pastes_only_the_hole():
+    img, hole = noise(50, 61), rect(50, 61, 5, 5, 20, 30)
+    inp = build_inpainter("lama", checkpoint=tiny_models().lama, device="cpu")
+    assert isinstance(inp.model, torch.jit.ScriptModule)
+    out = inp.inpaint(img, hole)
+    assert out.shape == img.shape and out.dtype == np.uint8
+    assert (out[~hole] == img[~hole]).all()
+    with torch.no_grad():
+        expected = inp.model(*to_model_inputs(img, hole, "cpu"))[0, :, :50, :61].permute(1, 2, 0)
+    expected = (expected * 255).round().byte().numpy()
+    assert (out[hole] == expected[hole]).all()
+
+
+def test_lama_unavailable_names_the_option(tmp_path):
+    with pytest.raises(BackendUnavailable, match="checkpoint=PATH"):
+        build_inpainter("lama")
+    with pytest.raises(BackendUnavailable, match="big-lama.pt"):
+        build_inpainter("lama", checkpoint=tmp_path / "big-lama.pt")
+
+
+# ------------------------------------------------------------------------------ SD inpainting
+
+class RecordingPipe:
+    """Wraps the real pipeline and records the keyword arguments of each call."""
+
+    def __init__(self, pipe):
+        self._pipe, self.calls = pipe, []
+
+    def __getattr__(self, name):
+        return getattr(self._pipe, name)
+
+    def __call__(self, **kwargs):
+        self.calls.append(kwargs)
+        return self._pipe(**kwargs)
+
+
+@pytest.fixture(scope="module")
+def sd():
+    return build_inpainter("sd", model_dir=tiny_models().sd, device="cpu", steps=2)
+
+
+def test_sd_is_seeded_and_changes_only_the_hole(sd):
+    img, hole = noise(48, 56), rect(48, 56, 10, 12, 30, 40)
+    a, b, c = sd.inpaint(img, hole, seed=3), sd.inpaint(img, hole, seed=3), sd.inpaint(img, hole, seed=4)
+    assert a.shape == img.shape and a.dtype == np.uint8
+    assert (a[~hole] == img[~hole]).all()
+    assert (a == b).all() and not (a == c).all()
+    assert sd.last_run["seed"] == 4 and sd.last_run["prompt"] == "background"
+    assert sd.resolution == 64 and sd.multiple == 4
+
+
+def test_sd_crops_a_window_around_the_hole_of_a_large_image(sd, monkeypatch):
+    monkeypatch.setattr(sd, "pipe", RecordingPipe(sd.pipe))
+    img, hole = noise(300, 400, seed=1), rect(300, 400, 200, 300, 220, 330)
+    out = sd.inpaint(img, hole, prompt="a red ball", seed=0)
+    call = sd.pipe.calls[-1]
+    assert call["prompt"] == "a red ball" and call["negative_prompt"] is None
+    assert call["image"].size == (64, 64) and (call["height"], call["width"]) == (64, 64)
+    mask = np.asarray(call["mask_image"]) > 0
+    win = sd.last_run["window"]
+    assert (win["height"], win["width"]) == (64, 64)  # native size, no up- or down-scaling
+    assert win["top"] <= 200 and win["top"] + 64 >= 220 and win["left"] <= 300 and win["left"] + 64 >= 330
+    assert (mask == hole[win["top"]:win["top"] + 64, win["left"]:win["left"] + 64]).all()
+    assert (out[~hole] == img[~hole]).all()
+
+
+def test_sd_downscales_a_large_hole_window_to_model_size(sd, monkeypatch):
+    monkeypatch.setattr(sd, "pipe", RecordingPipe(sd.pipe))
+    img, hole = noise(120, 200, seed=2), rect(120, 200, 30, 40, 90, 160)
+    out = sd.inpaint(img, hole)
+    call = sd.pipe.calls[-1]
+    assert max(call["height"], call["width"]) == 64 and call["height"] % 4 == 0 and call["width"] % 4 == 0
+    assert call["negative_prompt"] == sd.removal_negative_prompt
+    assert (out[~hole] == img[~hole]).all()
+
+
+def test_sd_unavailable_names_the_option(tmp_path):
+    with pytest.raises(BackendUnavailable, match="model_dir=PATH"):
+        build_inpainter("sd")
+    with pytest.raises(BackendUnavailable, match="model_index.json"):
+        build_inpainter("sd", model_dir=tmp_path)
+
+
+# ----------------------------------------------------------------------------------------- MAT
+
+@pytest.fixture(scope="module")
+def mat():
+    return build_inpainter("mat", **tiny_models().mat.options(), device="cpu")
+
+
+def test_mat_pads_small_image_to_512_with_keep_mask(mat):
+    img, hole = noise(96, 128), rect(96, 128, 30, 40, 50, 90)
+    out = mat.inpaint(img, hole, seed=0)
+    call = mat.G.calls[-1]
+    assert tuple(call["images"].shape) == (1, 3, 512, 512) and tuple(call["masks"].shape) == (1, 1, 512, 512)
+    masks = call["masks"][0, 0].numpy()
+    expected_keep = np.zeros((512, 512), np.float32)
+    expected_keep[:96, :128] = ~hole  # 0 at the hole and in the padding (MAT's README convention)
+    assert (masks == expected_keep).all()
+    images = call["images"][0].permute(1, 2, 0).numpy()
+    assert np.allclose(images[:96, :128], img / 127.5 - 1, atol=1e-6)
+    assert images.min() >= -1 and images.max() <= 1
+    assert call["noise_mode"] == "const" and tuple(call["z"].shape) == (1, 16) and tuple(call["c"].shape) == (1, 0)
+    painted = ((call["output"][0].permute(1, 2, 0) * 127.5 + 127.5).round().clamp(0, 255).byte().numpy())
+    assert (out[hole] == painted[:96, :128][hole]).all()
+    assert (out[~hole] == img[~hole]).all()
+
+
+def test_mat_crops_512_window_from_large_image(mat):
+    img, hole = noise(600, 700, seed=1), rect(600, 700, 540, 650, 570, 690)
+    out = mat.inpaint(img, hole, seed=0)
+    call, win = mat.G.calls[-1], mat.last_run["window"]
+    assert tuple(call["images"].shape[-2:]) == (512, 512) and (win["pad_bottom"], win["pad_right"]) == (0, 0)
+    assert (win["top"], win["left"]) == (600 - 512, 700 - 512)
+    keep = call["masks"][0, 0].numpy() == 1
+    assert (~keep == hole[88:600, 188:700]).all()
+    assert (out[~hole] == img[~hole]).all()
+
+
+def test_mat_wide_hole_uses_two_tiles_and_seeded_random_noise(mat):
+    img, hole = noise(560, 1100, seed=2), rect(560, 1100, 100, 200, 300, 800)
+    torch.manual_seed(123)
+    before = torch.rand(1)
+    torch.manual_seed(123)
+    a = mat.inpaint(img, hole, seed=5)
+    assert torch.equal(torch.rand(1), before)  # the caller's RNG stream is untouched
+    assert tuple(mat.G.calls[-1]["images"].shape[-2:]) == (512, 1024) and mat.last_run["noise_mode"] == "random"
+    b, c = mat.inpaint(img, hole, seed=5), mat.inpaint(img, hole, seed=6)
+    assert (a == b).all() and not (a == c).all()
+    assert (a[~hole] == img[~hole]).all()
+
+
+def test_mat_loads_weights_into_checkout_generator(mat):
+    with open(tiny_models().mat.checkpoint, "rb") as f:
+        saved = pickle.load(f)["G_ema"]
+    assert type(mat.G) is type(saved) and mat.G is not saved
+    assert all(torch.equal(p, q) for p, q in zip(saved.state_dict().values(), mat.G.state_dict().values()))
+
+
+def test_mat_unavailable_names_the_option(tmp_path):
+    with pytest.raises(BackendUnavailable, match="checkout=PATH"):
+        build_inpainter("mat", checkpoint=tiny_models().mat.checkpoint)
+    with pytest.raises(BackendUnavailable, match="checkpoint=PATH"):
+        build_inpainter("mat", checkout=tiny_models().mat.checkout)
+    with pytest.raises(BackendUnavailable, match="found no 'dnnlib' module"):
+        build_inpainter("mat", checkout=tmp_path, checkpoint=tiny_models().mat.checkpoint)
+
+
+def test_mat_checkpoint_missing_tensors_is_unavailable(tmp_path):
+    fake = make_fake_mat_checkout(tmp_path)
+    mat_module = import_from_checkout(fake.checkout, "networks.mat", backend="mat", option="checkout")
+    G = mat_module.Generator(z_dim=16, c_dim=0, w_dim=16, img_resolution=512, img_channels=3)
+    del G.style
+    with open(fake.checkpoint, "wb") as f:
+        pickle.dump({"G": G, "D": torch.nn.Linear(1, 1), "G_ema": G}, f)
+    with pytest.raises(BackendUnavailable, match="missing from"):
+        build_inpainter("mat", **fake.options(), device="cpu")

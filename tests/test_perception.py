@@ -1,0 +1,120 @@
+"""Perception ("Mark the left cat in red") samples: overlay pixels, skips, keys, determinism."""
+import numpy as np
+import pytest
+
+from datagen.perception import PerceptionBuilder, overlay_mask
+from datagen.schema import EditSample, ImageRecord, Instance, Quarantined, sample_key
+
+H, W = 80, 160
+
+
+def rect(iid, category, x0, y0, x1, y1, *, mask=True, **attributes):
+    m = None
+    if mask:
+        m = np.zeros((H, W), bool)
+        m[y0:y1, x0:x1] = True
+    return Instance(iid, category, (float(x0), float(y0), float(x1), float(y1)), m, attributes)
+
+
+def noisy_image(seed=0):
+    return np.random.default_rng(seed).integers(0, 256, (H, W, 3), dtype=np.uint8)
+
+
+def scene():
+    """Two cats (left small, right big), one cup, two identical-size plates stacked vertically
+    (ambiguous), and a box-only dog."""
+    return ImageRecord("test:p", noisy_image(), [
+        rect("c1", "cat", 5, 30, 25, 50),
+        rect("c2", "cat", 100, 20, 140, 60),
+        rect("cup", "cup", 60, 5, 80, 25),
+        rect("p1", "plate", 60, 40, 80, 50),
+        rect("p2", "plate", 60, 60, 80, 70),
+        rect("d", "dog", 140, 0, 160, 15, mask=False),
+    ]).validate()
+
+
+def test_overlay_blends_inside_and_keeps_outside():
+    img = noisy_image(1)
+    mask = np.zeros((H, W), bool)
+    mask[10:40, 20:90] = True
+    mask[50, 5] = True
+    out = overlay_mask(img, mask, (255, 0, 0), 0.5)
+    assert out.dtype == np.uint8 and out.shape == img.shape
+    assert np.array_equal(out[~mask], img[~mask])
+    expected = (img[mask].astype(np.float64) + np.array([255.0, 0.0, 0.0])) / 2
+    assert np.abs(out[mask].astype(np.float64) - expected).max() <= 0.5
+    assert not np.shares_memory(out, img)
+    # Full opacity paints the colour; zero opacity changes nothing.
+    assert (overlay_mask(img, mask, (0, 255, 0), 1.0)[mask] == (0, 255, 0)).all()
+    assert np.array_equal(overlay_mask(img, mask, (0, 255, 0), 0.0), img)
+    with pytest.raises(ValueError):
+        overlay_mask(img, mask, (0, 0, 0), 1.5)
+
+
+def test_builder_emits_marks_and_skips_with_reasons():
+    rec = scene()
+    out = list(PerceptionBuilder(seed=0)(rec))
+    samples = {o.target["instance"]: o for o in out if isinstance(o, EditSample)}
+    skipped = {o.id: o.reason for o in out if isinstance(o, Quarantined)}
+    assert set(samples) == {"c1", "c2", "cup"}
+    assert skipped == {"test:p/p1": "ambiguous", "test:p/p2": "ambiguous", "test:p/d": "no_mask"}
+    for iid, s in samples.items():
+        s.validate()
+        inst = next(i for i in rec.instances if i.id == iid)
+        assert s.op == "mark" and s.scenario == "perception"
+        assert np.array_equal(s.mask, inst.mask) and np.array_equal(s.src, rec.image)
+        assert np.array_equal(s.tgt[~inst.mask], rec.image[~inst.mask])
+        rgb = np.array(s.target["colour_rgb"], np.float64)
+        assert np.abs(s.tgt[inst.mask] - (rec.image[inst.mask] + rgb) / 2).max() <= 0.5
+        assert s.target["phrase"] in s.instruction and s.target["colour"] in s.instruction
+        assert s.target["box"] == list(inst.box) and s.target["category"] == inst.category
+        assert s.key == sample_key(rec.id, iid, "mark", PerceptionBuilder(seed=0).settings())
+        assert s.provenance["record"] == rec.id and s.provenance["settings"]["seed"] == 0
+        assert "numpy" in s.provenance["versions"]
+    cat_phrases = {samples["c1"].target["phrase"], samples["c2"].target["phrase"]}
+    assert cat_phrases <= {"the left cat", "the smaller cat", "the right cat", "the bigger cat"}
+    assert samples["cup"].target["phrase"] == "the cup"
+    # The other unique attribute of each cat is offered as a paraphrase.
+    other = {"the left cat": "the smaller cat", "the smaller cat": "the left cat",
+             "the right cat": "the bigger cat", "the bigger cat": "the right cat"}
+    for iid in ("c1", "c2"):
+        assert any(other[samples[iid].target["phrase"]] in p for p in samples[iid].paraphrases)
+
+
+def test_same_seed_same_samples_other_seed_other_choices():
+    rec = scene()
+    a = [o for o in PerceptionBuilder(seed=0)(rec) if isinstance(o, EditSample)]
+    b = [o for o in PerceptionBuilder(seed=0)(rec) if isinstance(o, EditSample)]
+    assert [s.key for s in a] == [s.key for s in b]
+    assert [s.instruction for s in a] == [s.instruction for s in b]
+    assert all(np.array_equal(x.tgt, y.tgt) for x, y in zip(a, b))
+    seen_attrs, seen_colours = set(), set()
+    for seed in range(12):
+        for s in PerceptionBuilder(seed=seed)(rec):
+            if isinstance(s, EditSample) and s.target["instance"] == "c1":
+                seen_attrs.add(s.target["attribute"])
+                seen_colours.add(s.target["colour"])
+    assert seen_attrs == {"location", "size"}
+    assert len(seen_colours) >= 3
+    keys0 = {s.key for s in a}
+    keys1 = {s.key for s in PerceptionBuilder(seed=1)(rec) if isinstance(s, EditSample)}
+    assert not keys0 & keys1
+
+
+def test_mark_colour_avoids_the_objects_own_colour():
+    img = np.full((H, W, 3), 90, np.uint8)
+    img[30:50, 5:25] = (255, 0, 0)
+    img[20:60, 100:140] = (0, 0, 255)
+    rec = ImageRecord("test:c", img, [rect("r", "cup", 5, 30, 25, 50), rect("b", "cup", 100, 20, 140, 60)])
+    for seed in range(10):
+        builder = PerceptionBuilder(colors=(("red", (255, 0, 0)), ("blue", (0, 0, 255))), seed=seed)
+        colours = {s.target["instance"]: s.target["colour"] for s in builder(rec)}
+        assert colours == {"r": "blue", "b": "red"}
+
+
+def test_tiny_instance_is_skipped():
+    rec = ImageRecord("test:t", noisy_image(), [rect("a", "cat", 5, 5, 8, 8), rect("b", "dog", 50, 5, 90, 40)])
+    out = list(PerceptionBuilder(min_area=16)(rec))
+    reasons = {o.id: o.reason for o in out if isinstance(o, Quarantined)}
+    assert reasons == {"test:t/a": "tiny_instance"}
+    assert PerceptionBuilder.name == "perception"

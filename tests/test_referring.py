@@ -1,0 +1,221 @@
+"""Referring expressions and colour names on hand-built records with known geometry."""
+import numpy as np
+import pytest
+
+from datagen.instructions.colors import COLOR_RGB, color_name
+from datagen.instructions.referring import (
+    anchor_phrase,
+    referring_expressions,
+    referring_table,
+    relation_to,
+)
+from datagen.schema import ImageRecord, Instance
+
+H, W = 120, 240
+
+
+def rect(iid, category, x0, y0, x1, y1, *, mask=True, **attributes):
+    """Instance with an exact rectangular mask (or box only)."""
+    m = None
+    if mask:
+        m = np.zeros((H, W), bool)
+        m[y0:y1, x0:x1] = True
+    return Instance(iid, category, (float(x0), float(y0), float(x1), float(y1)), m, attributes)
+
+
+def record(*instances, image=None):
+    img = np.full((H, W, 3), 100, np.uint8) if image is None else image
+    return ImageRecord("test:r", img, list(instances)).validate()
+
+
+def by_attribute(rec, iid):
+    return {r.attribute: r for r in referring_expressions(rec, iid)}
+
+
+def test_two_cats_left_right():
+    rec = record(rect("a", "cat", 10, 40, 50, 80), rect("b", "cat", 150, 40, 190, 80), rect("d", "dog", 90, 0, 110, 20))
+    a, b = by_attribute(rec, "a"), by_attribute(rec, "b")
+    assert a["location"].phrase == "the left cat" and a["location"].value == "left"
+    assert b["location"].phrase == "the right cat"
+    assert "size" not in a and "size" not in b  # equal sizes: no size attribute
+    assert "count" not in a
+    assert by_attribute(rec, "d")["count"].phrase == "the dog"
+
+
+def test_three_in_a_row_and_crowded_row():
+    row = [rect(f"c{k}", "cup", 10 + 80 * k, 40, 50 + 80 * k, 80) for k in range(3)]
+    rec = record(*row)
+    assert [by_attribute(rec, f"c{k}")["location"].value for k in range(3)] == ["left", "middle", "right"]
+    five = [rect(f"c{k}", "cup", 5 + 48 * k, 40, 37 + 48 * k, 80) for k in range(5)]
+    rec5 = record(*five)
+    values = [by_attribute(rec5, f"c{k}").get("location") for k in range(5)]
+    assert values[0].value == "leftmost" and values[4].phrase == "the rightmost cup"
+    assert values[1] is None and values[2] is None and values[3] is None
+
+
+def test_overlapping_positions_are_not_called_left_or_right():
+    # Centres 15 px apart with 40 px wide boxes: below the half-width margin.
+    rec = record(rect("a", "cat", 100, 10, 140, 50), rect("b", "cat", 115, 60, 155, 100))
+    assert "location" not in by_attribute(rec, "a")
+    assert "location" not in by_attribute(rec, "b")
+    # The first two are too close to tell apart (centres 15 px apart); the third is clearly right.
+    rec3 = record(rect("a", "cat", 10, 10, 50, 50), rect("b", "cat", 25, 60, 65, 100), rect("c", "cat", 180, 10, 220, 50))
+    assert "location" not in by_attribute(rec3, "a")
+    assert "location" not in by_attribute(rec3, "b")
+    assert by_attribute(rec3, "c")["location"].value == "right"
+
+
+def test_sizes_two_and_three():
+    rec = record(rect("s", "cup", 10, 10, 30, 30), rect("b", "cup", 100, 10, 140, 50))
+    assert by_attribute(rec, "s")["size"].phrase == "the smaller cup"
+    assert by_attribute(rec, "b")["size"].phrase == "the bigger cup"
+    three = record(rect("s", "cat", 10, 10, 30, 30), rect("m", "cat", 80, 10, 110, 40), rect("l", "cat", 150, 10, 200, 60))
+    assert by_attribute(three, "s")["size"].value == "smallest"
+    assert by_attribute(three, "l")["size"].value == "biggest"
+    assert "size" not in by_attribute(three, "m")
+
+
+def test_similar_sizes_give_no_size():
+    # Area ratio 1.21 (< 1.5): neither is clearly smaller.
+    rec = record(rect("a", "cup", 10, 10, 50, 50), rect("b", "cup", 100, 10, 144, 54))
+    assert "size" not in by_attribute(rec, "a") and "size" not in by_attribute(rec, "b")
+    # Biggest must beat the runner-up by the ratio too.
+    three = record(rect("a", "cup", 10, 10, 20, 20), rect("b", "cup", 60, 10, 100, 50), rect("c", "cup", 150, 10, 192, 52))
+    assert "size" not in by_attribute(three, "c")
+    assert by_attribute(three, "a")["size"].value == "smallest"
+
+
+def test_size_needs_box_and_mask_to_agree():
+    # Big box, but mostly occluded: the visible mask is small. Box says bigger, mask says smaller.
+    big = rect("big", "cat", 10, 10, 90, 90)
+    big.mask[:, :] = False
+    big.mask[10:30, 10:30] = True
+    small = rect("small", "cat", 150, 10, 190, 50)
+    rec = record(big, small)
+    assert "size" not in by_attribute(rec, "big") and "size" not in by_attribute(rec, "small")
+    # Box-only instances fall back to box area.
+    rec2 = record(rect("a", "cat", 10, 10, 30, 30, mask=False), rect("b", "cat", 100, 10, 160, 70, mask=False))
+    assert by_attribute(rec2, "a")["size"].value == "smaller"
+
+
+def test_annotated_and_estimated_colours():
+    img = np.full((H, W, 3), 100, np.uint8)
+    img[10:50, 10:50] = COLOR_RGB["red"]
+    img[10:50, 100:140] = COLOR_RGB["blue"]
+    img[60:100, 180:220] = COLOR_RGB["blue"]
+    rec = record(rect("r", "cup", 10, 10, 50, 50), rect("b1", "cup", 100, 10, 140, 50),
+                 rect("b2", "cup", 180, 60, 220, 100), image=img)
+    assert by_attribute(rec, "r")["color"].phrase == "the red cup"
+    assert "color" not in by_attribute(rec, "b1")  # two blue cups
+    # The annotation wins over the pixels.
+    rec2 = record(rect("r", "cup", 10, 10, 50, 50, color="green"), rect("b1", "cup", 100, 10, 140, 50), image=img)
+    assert by_attribute(rec2, "r")["color"].value == "green"
+    assert by_attribute(rec2, "b1")["color"].value == "blue"
+
+
+def test_colour_needs_every_competitor_known():
+    img = np.full((H, W, 3), 100, np.uint8)
+    img[10:50, 10:50] = COLOR_RGB["red"]
+    stripes = np.zeros((40, 40, 3), np.uint8)
+    stripes[:, 0::2] = COLOR_RGB["blue"]
+    stripes[:, 1::2] = COLOR_RGB["yellow"]
+    img[10:50, 100:140] = stripes
+    rec = record(rect("r", "cup", 10, 10, 50, 50), rect("s", "cup", 100, 10, 140, 50), image=img)
+    assert "color" not in by_attribute(rec, "s")  # half blue, half yellow: undecidable
+    assert "color" not in by_attribute(rec, "r")  # the striped one might be read as anything
+    # Box-only competitor without an annotated colour: unknown, so no colour either.
+    rec2 = record(rect("r", "cup", 10, 10, 50, 50), rect("x", "cup", 100, 10, 140, 50, mask=False), image=img)
+    assert "color" not in by_attribute(rec2, "r")
+
+
+@pytest.mark.parametrize("name", ["red", "orange", "yellow", "green", "blue", "purple", "pink", "white", "gray", "black", "brown"])
+def test_colour_names_of_pure_colours(name):
+    pixels = np.tile(np.array(COLOR_RGB[name], np.uint8), (200, 1))
+    assert color_name(pixels) == name
+
+
+@pytest.mark.parametrize("name", ["red", "green", "blue", "purple"])
+def test_colour_names_survive_shading_and_noise(name):
+    rng = np.random.default_rng(0)
+    base = np.array(COLOR_RGB[name], np.float64)
+    # A lit-to-shadow ramp down to 40 % brightness with sensor noise, plus 10 % background spill.
+    shade = np.linspace(1.0, 0.4, 900)[:, None]
+    pixels = base * shade + rng.normal(0, 8, (900, 3))
+    spill = rng.integers(0, 256, (100, 3))
+    rgb = np.clip(np.vstack([pixels, spill]), 0, 255).astype(np.uint8)
+    assert color_name(rgb) == name
+
+
+def test_colour_name_edge_cases():
+    assert color_name(np.zeros((0, 3), np.uint8)) is None
+    assert color_name(np.tile(np.array([255, 0, 0], np.uint8), (5, 1))) is None  # too few pixels
+    assert color_name(np.array([[250, 250, 250]] * 50 + [[40, 40, 40]] * 50, np.uint8)) is None
+    assert color_name(np.array([[200, 120, 40]] * 50, np.uint8)) == "orange"
+    assert color_name(np.array([[110, 66, 20]] * 50, np.uint8)) == "brown"  # shaded orange
+
+
+def test_mirror_in_and_outside():
+    rec = record(rect("real", "cat", 10, 40, 60, 90), rect("refl", "cat", 150, 10, 200, 60, in_mirror=True))
+    assert by_attribute(rec, "refl")["mirror"].phrase == "the cat in the mirror"
+    assert by_attribute(rec, "real")["mirror"].phrase == "the cat outside the mirror"
+    # A reflection is never named by location or size.
+    assert "location" not in by_attribute(rec, "refl") and "size" not in by_attribute(rec, "refl")
+    assert by_attribute(rec, "real")["location"].value == "left"
+
+
+def test_mirror_competes_for_location_and_size():
+    # Two real cats and one reflection between them: the reflection is the middle cat, so the
+    # real ones are left and right of three; "outside the mirror" fits neither (two outside).
+    rec = record(rect("a", "cat", 10, 40, 50, 80), rect("m", "cat", 100, 40, 140, 80, in_mirror=True),
+                 rect("b", "cat", 190, 40, 230, 80))
+    a = by_attribute(rec, "a")
+    assert a["location"].value == "left" and "mirror" not in a
+    assert by_attribute(rec, "m")["mirror"].value == "in_mirror"
+    # Two reflections: "the cat in the mirror" is ambiguous; the one real cat is outside.
+    rec2 = record(rect("a", "cat", 10, 40, 50, 80), rect("m1", "cat", 100, 40, 140, 80, in_mirror=True),
+                  rect("m2", "cat", 190, 40, 230, 80, in_mirror=True))
+    assert "mirror" not in by_attribute(rec2, "m1")
+    assert by_attribute(rec2, "a")["mirror"].value == "outside_mirror"
+
+
+def test_identical_twins_are_ambiguous():
+    rec = record(rect("a", "cat", 100, 10, 140, 50), rect("b", "cat", 100, 60, 140, 100), rect("d", "dog", 10, 10, 30, 30))
+    assert referring_expressions(rec, "a") == []
+    assert referring_expressions(rec, "b") == []
+
+
+def test_ignore_and_table():
+    rec = record(rect("a", "cat", 10, 40, 50, 80), rect("b", "cat", 150, 40, 190, 80))
+    assert by_attribute(rec, "a")["location"].value == "left"
+    only = referring_expressions(rec, "a", ignore=["b"])
+    assert [r.attribute for r in only] == ["count"] and only[0].phrase == "the cat"
+    table = referring_table(rec)
+    assert table == {"a": referring_expressions(rec, "a"), "b": referring_expressions(rec, "b")}
+    with pytest.raises(KeyError):
+        referring_expressions(rec, "b", ignore=["b"])
+
+
+def test_relation_and_anchor():
+    rec = record(rect("a", "cat", 10, 40, 50, 80), rect("b", "cat", 150, 40, 190, 80), rect("t", "cup", 150, 0, 190, 20))
+    assert relation_to(rec, "b", "a") == "to the right of"
+    assert relation_to(rec, "a", "b") == "to the left of"
+    assert relation_to(rec, "t", "b") == "above"
+    assert relation_to(rec, "b", "t") == "below"
+    near = record(rect("a", "cat", 100, 40, 140, 80), rect("b", "cat", 110, 45, 150, 85))
+    assert relation_to(near, "b", "a") is None
+    # After removing "b", the remaining cat is "the cat"; with both present it needs an attribute.
+    assert anchor_phrase(rec, "a", ignore=["b"]) == "the cat"
+    assert anchor_phrase(rec, "a") == "the left cat"
+    twins = record(rect("a", "cat", 100, 10, 140, 50), rect("b", "cat", 100, 60, 140, 100))
+    assert anchor_phrase(twins, "a") is None
+
+
+def test_size_is_careful_with_objects_cut_by_the_border():
+    # The small-looking cup is cut by the left edge: it may be bigger in truth.
+    rec = record(rect("cut", "cup", 0, 40, 20, 60), rect("big", "cup", 100, 20, 160, 80))
+    assert "size" not in by_attribute(rec, "cut")
+    assert "size" not in by_attribute(rec, "big")
+    # The big one is cut: it only gets bigger in truth, so both claims stand.
+    rec2 = record(rect("small", "cup", 20, 40, 40, 60), rect("cut", "cup", 180, 20, 240, 80))
+    assert by_attribute(rec2, "small")["size"].value == "smaller"
+    assert by_attribute(rec2, "cut")["size"].value == "bigger"

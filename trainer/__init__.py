@@ -1,0 +1,11 @@
+"""SmartEdit stage-2 trainer (paper §4.1-4.2, §5.1): model parts, data, training, inference, metrics.
+
+Apart from the data library (open_clip style): it reads shards through the manifest contract
+(``shared/DESIGN.md`` contract 2) and never imports ``datagen``. Entry points:
+``python -m trainer.stage2`` (train), ``python -m trainer.edit`` (edit one image),
+``python -m trainer.evaluate`` (Reason-Edit style metrics). Heavy imports happen inside functions.
+"""
+
+IMAGE_TOKENS = tuple(f"<img_{i}>" for i in range(32))
+IMAGE_MARKER = "<img>"
+IGNORE_INDEX = -100

@@ -1,0 +1,150 @@
+"""Streaming, mixed, resumable training data over WebDataset shards and VQA JSON.
+
+Each stream (one per rank x DataLoader worker) reads its part of every source: whole shards
+when there are at least as many shards as streams (WebDataset's ``split_by_node`` then
+``split_by_worker``), otherwise every stream reads all shards and keeps every n-th sample.
+Shards are re-shuffled per epoch, samples pass a small shuffle buffer, and the stream picks the
+source of each sample by the mixing weights. Every random choice comes from generators seeded by
+(seed, stream, position), so the stream is a pure function of its position: resuming after ``k``
+batches replays the raw (undecoded) samples the stream already delivered and continues exactly.
+"""
+from __future__ import annotations
+
+import logging
+import random
+from functools import partial
+from typing import Iterator
+
+import torch
+from torch.utils.data import DataLoader, IterableDataset
+
+from trainer.features import Featurizer, collate
+from trainer.sources import Source
+
+log = logging.getLogger(__name__)
+
+
+def _open_tars(urls: list[str]) -> Iterator[dict]:
+    import fsspec
+
+    for url in urls:
+        with fsspec.open(url, "rb") as stream:
+            yield {"url": url, "stream": stream}
+
+
+def tar_samples(urls: list[str]) -> Iterator[dict]:
+    """Raw WebDataset samples (``{"__key__", "src.png", "tgt.png", "mask.png", "json", ...}``)."""
+    from webdataset.tariterators import group_by_keys, tar_file_expander
+
+    return group_by_keys(tar_file_expander(_open_tars(urls)))
+
+
+def shuffled(items: Iterator, size: int, rng: random.Random) -> Iterator:
+    """Deterministic shuffle buffer of ``size`` (``size`` <= 1: pass through)."""
+    if size <= 1:
+        yield from items
+        return
+    buf = []
+    for item in items:
+        if len(buf) < size:
+            buf.append(item)
+            continue
+        j = rng.randrange(size)
+        yield buf[j]
+        buf[j] = item
+    rng.shuffle(buf)
+    yield from buf
+
+
+def _split(items: list, stream: int, n_streams: int) -> list:
+    return items[stream::n_streams]
+
+
+def source_stream(source: Source, seed: int, stream: int, n_streams: int, buffer: int) -> Iterator[dict]:
+    """Endless raw samples of one source for one stream (epoch after epoch)."""
+    def epoch_items(epoch: int) -> Iterator[dict]:
+        rng = random.Random(f"{seed}:{source.name}:epoch:{epoch}")
+        if source.kind == "vqa":
+            order = list(range(len(source.records)))
+            rng.shuffle(order)
+            for i in _split(order, stream, n_streams):
+                yield {"__key__": f"{source.name}:{i}", "__vqa__": source.records[i]}
+            return
+        urls = list(source.urls)
+        rng.shuffle(urls)
+        if len(urls) >= n_streams:
+            from webdataset.shardlists import split_by_node, split_by_worker
+
+            yield from tar_samples(list(split_by_worker(split_by_node(urls))))
+        else:  # fewer shards than streams: everyone reads all shards and keeps every n-th sample
+            for i, sample in enumerate(tar_samples(urls)):
+                if i % n_streams == stream:
+                    yield sample
+
+    def endless() -> Iterator[dict]:
+        epoch = 0
+        while True:
+            count = 0
+            for item in epoch_items(epoch):
+                count += 1
+                yield item
+            if count == 0:
+                raise RuntimeError(f"source {source.name!r} gives stream {stream} of {n_streams} no sample; "
+                                   "use fewer DataLoader workers or more samples")
+            epoch += 1
+
+    return shuffled(endless(), buffer, random.Random(f"{seed}:{source.name}:buffer:{stream}"))
+
+
+class EditStream(IterableDataset):
+    """Mixed feature dicts for this rank. ``skip_batches``: batches this rank already consumed
+    (resume); ``batch_size``: per-rank micro-batch size (to turn batches into samples per worker)."""
+
+    def __init__(self, sources: list[Source], featurizer: Featurizer, seed: int = 0, batch_size: int = 1,
+                 skip_batches: int = 0, shuffle_buffer: int = 64):
+        super().__init__()
+        self.sources, self.featurizer = sources, featurizer
+        self.seed, self.batch_size, self.skip_batches = seed, batch_size, skip_batches
+        self.shuffle_buffer = shuffle_buffer
+
+    def _position(self) -> tuple[int, int, int]:
+        """(stream id, number of streams, samples this stream delivered before resuming)."""
+        from webdataset.utils import pytorch_worker_info
+
+        rank, world, worker, workers = pytorch_worker_info()
+        # The DataLoader takes batch k from worker k % workers, so this worker made these batches:
+        mine = len(range(worker, self.skip_batches, workers))
+        return rank * workers + worker, world * workers, mine * self.batch_size
+
+    def __iter__(self) -> Iterator[dict]:
+        stream, n_streams, skip = self._position()
+        iters = [source_stream(s, self.seed, stream, n_streams, self.shuffle_buffer) for s in self.sources]
+        weights = [s.weight for s in self.sources]
+        pick = random.Random(f"{self.seed}:mix:{stream}")
+        position = 0
+        while True:
+            i = pick.choices(range(len(iters)), weights)[0]
+            raw = next(iters[i])
+            position += 1
+            if position <= skip:
+                continue  # already trained on: replayed raw, never decoded
+            rng = random.Random(f"{self.seed}:{stream}:{position}:{raw['__key__']}")
+            try:
+                if "__vqa__" in raw:
+                    yield self.featurizer.vqa(raw["__vqa__"], self.sources[i].image_root, rng)
+                else:
+                    yield self.featurizer.edit(raw, rng)
+            except Exception as exc:  # a bad sample must not stop a multi-day run
+                log.warning("skipping sample %s of %s: %s", raw.get("__key__"), self.sources[i].name, exc)
+
+
+def make_loader(sources: list[Source], featurizer: Featurizer, pad_id: int, batch_size: int, *, seed: int = 0,
+                workers: int = 0, skip_batches: int = 0, shuffle_buffer: int = 64) -> DataLoader:
+    """A ``DataLoader`` over ``EditStream``; its own generator keeps the global torch RNG untouched
+    (so model-side randomness is identical whether or not a run was resumed)."""
+    dataset = EditStream(sources, featurizer, seed, batch_size, skip_batches, shuffle_buffer)
+    return DataLoader(
+        dataset, batch_size=batch_size, num_workers=workers, collate_fn=partial(collate, pad_id=pad_id),
+        generator=torch.Generator().manual_seed(seed), prefetch_factor=4 if workers else None,
+        persistent_workers=False, pin_memory=torch.cuda.is_available(),
+    )

@@ -1,0 +1,240 @@
+"""Reason-Edit style evaluation: ``python -m trainer.evaluate``.
+
+Cases come from a held-out manifest (``--manifest``: shards of this project's format) or a
+Reason-Edit-style folder (``--reason-edit``: one sub-folder per category with ``NAME.png``,
+``NAME_mask.jpg|png`` and one ``*.txt`` holding a line ``instruction CLIP: text`` per image, in
+sorted order). Edited images come from a checkpoint (``--ckpt``: edited here and saved) or from a
+folder of earlier results (``--predictions``: ``KEY.png`` per case). All metrics run at 256 px:
+background PSNR / SSIM (always), background LPIPS (``--lpips-backbone`` + ``--lpips-linear``) and
+foreground CLIP score (``--clip``); a metric without local weights is reported as skipped.
+Writes ``metrics.json``, ``metrics.md`` (one row per category + overall), ``grid.png``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from trainer import metrics
+
+log = logging.getLogger("trainer.evaluate")
+METRIC_SIZE = 256
+ATTRIBUTE_CATEGORY = {"location": "Left-Right", "size": "Relative-Size", "mirror": "Mirror", "color": "Color",
+                      "count": "Multiple-Objects"}
+
+
+@dataclass
+class Case:
+    key: str  # unique; also the predictions file stem (may contain one '/': category/name)
+    category: str
+    instruction: str
+    src: np.ndarray  # HxWx3 uint8
+    mask: np.ndarray  # HxW bool, True = edit region
+    clip_text: str = ""
+    tgt: np.ndarray | None = None
+
+
+def category_of(meta: dict) -> str:
+    """Reason-Edit category of a shard sample (reasoning, or the understanding attribute)."""
+    if meta.get("scenario") == "reasoning":
+        return "Reasoning"
+    attr = (meta.get("target") or {}).get("attribute")
+    attr = "+".join(attr) if isinstance(attr, list) else attr
+    return ATTRIBUTE_CATEGORY.get(attr, f"{meta.get('scenario')}:{attr or meta.get('op')}")
+
+
+def manifest_cases(manifest: str, limit: int = 0) -> list[Case]:
+    """Cases from every shard of one manifest (``clip_text`` from ``target.clip_text`` if present)."""
+    from trainer.data import tar_samples
+    from trainer.features import decode_rgb
+    from trainer.sources import manifest_source
+
+    cases = []
+    for raw in tar_samples(manifest_source(manifest).urls):
+        meta = json.loads(raw["json"])
+        mask = np.asarray(Image.open(__import__("io").BytesIO(raw["mask.png"])).convert("L")) > 127
+        cases.append(Case(raw["__key__"], category_of(meta), meta["instruction"],
+                          np.asarray(decode_rgb(raw.get("src.png") or raw["src.jpg"])), mask,
+                          str((meta.get("target") or {}).get("clip_text", "")),
+                          np.asarray(decode_rgb(raw.get("tgt.png") or raw["tgt.jpg"]))))
+        if limit and len(cases) >= limit:
+            break
+    return cases
+
+
+def _category_dirs(root: Path) -> list[Path]:
+    subs = sorted(p for p in root.iterdir() if p.is_dir() and any(p.glob("*.txt")))
+    return subs or [root]
+
+
+def reason_edit_cases(root: str, limit: int = 0) -> list[Case]:
+    """Cases from a Reason-Edit-style folder (see module docstring)."""
+    cases = []
+    for folder in _category_dirs(Path(root)):
+        images = sorted(p for p in folder.iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg")
+                        and not p.stem.endswith("_mask"))
+        masks = sorted(p for p in folder.iterdir() if p.stem.endswith("_mask"))
+        texts = sorted(folder.glob("*.txt"))
+        lines = [ln for ln in texts[0].read_text().splitlines() if ln.strip()] if texts else []
+        if not (len(images) == len(masks) == len(lines)):
+            raise ValueError(f"{folder}: {len(images)} images, {len(masks)} masks, {len(lines)} text lines differ")
+        category = folder.name.split("-", 1)[-1] if folder.name[:1].isdigit() else folder.name
+        for image, mask, line in zip(images, masks, lines):
+            instruction, _, clip_text = line.partition("CLIP:")
+            cases.append(Case(f"{folder.name}/{image.stem}", category, instruction.strip(),
+                              np.asarray(Image.open(image).convert("RGB")),
+                              np.asarray(Image.open(mask).convert("L")) > 127, clip_text.strip()))
+            if limit and len(cases) >= limit:
+                return cases
+    return cases
+
+
+def at_metric_size(image: np.ndarray, mask: bool = False) -> np.ndarray:
+    pil = Image.fromarray(image.astype(np.uint8) * (255 if mask else 1))
+    resample = Image.Resampling.NEAREST if mask else Image.Resampling.BICUBIC
+    out = np.asarray(pil.resize((METRIC_SIZE, METRIC_SIZE), resample))
+    return out > 127 if mask else out
+
+
+def score_case(case: Case, edited: np.ndarray, lpips_model=None, clip=None) -> dict:
+    """Metrics of one edited image (any size; everything is resized to 256 px first)."""
+    from trainer.lpips import background_lpips
+
+    src, out, mask = at_metric_size(case.src), at_metric_size(edited), at_metric_size(case.mask, mask=True)
+    row = {"key": case.key, "category": case.category, "instruction": case.instruction,
+           "psnr": metrics.background_psnr(src, out, mask), "ssim": metrics.background_ssim(src, out, mask),
+           "psnr_masked_frame": metrics.masked_frame_psnr(src, out, mask)}
+    if lpips_model is not None:
+        row["lpips"] = background_lpips(lpips_model, src, out, mask)
+    if clip is not None and case.clip_text:
+        row["clip"] = clip(metrics.crop_to_mask(out, mask), case.clip_text)
+    return row
+
+
+def summarize(rows: list[dict]) -> dict[str, dict]:
+    """Mean of every metric per category and overall (``n`` = cases)."""
+    groups = defaultdict(list)
+    for row in rows:
+        groups[row["category"]].append(row)
+    groups["overall"] = rows
+    table = {}
+    for name, items in groups.items():
+        keys = [k for k in ("psnr", "ssim", "lpips", "clip", "psnr_masked_frame") if any(k in r for r in items)]
+        table[name] = {"n": len(items), **{k: float(np.mean([r[k] for r in items if k in r])) for k in keys}}
+    return table
+
+
+def markdown(table: dict[str, dict], skipped: list[str]) -> str:
+    cols = ["psnr", "ssim", "lpips", "clip", "psnr_masked_frame"]
+    head = "| category | n | PSNR (bg) | SSIM (bg) | LPIPS (bg) | CLIP (fg) | PSNR (public script) |"
+    lines = [head, "|" + "---|" * 7]
+    for name, row in table.items():
+        cells = [f"{row[c]:.4f}" if c in row else "skipped" for c in cols]
+        lines.append(f"| {name} | {row['n']} | " + " | ".join(cells) + " |")
+    notes = [f"- {s}" for s in skipped]
+    return "\n".join(lines + [""] + notes) + "\n"
+
+
+def grid(cases: list[Case], edited: dict[str, np.ndarray], path: Path, rows: int = 12, cell: int = 160) -> Path:
+    """Side-by-side PNG: source | mask overlay | edited | target (manifest cases), one row per case."""
+    from PIL import ImageDraw
+
+    chosen = cases[:rows]
+    cols = 4 if any(c.tgt is not None for c in chosen) else 3
+    sheet = Image.new("RGB", (cols * cell, len(chosen) * (cell + 14)), "white")
+    draw = ImageDraw.Draw(sheet)
+    for r, case in enumerate(chosen):
+        overlay = case.src.copy()
+        overlay[case.mask] = (0.5 * overlay[case.mask] + 0.5 * np.array([255, 0, 0])).astype(np.uint8)
+        tiles = [case.src, overlay, edited[case.key]] + ([case.tgt] if cols == 4 and case.tgt is not None else [])
+        y = r * (cell + 14)
+        for c, tile in enumerate(tiles):
+            sheet.paste(Image.fromarray(tile).resize((cell, cell)), (c * cell, y + 14))
+        draw.text((2, y + 1), f"[{case.category}] {case.instruction}"[: cols * cell // 6], fill="black")
+    sheet.save(path)
+    return path
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(prog="python -m trainer.evaluate", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--manifest", help="held-out manifest JSON")
+    src.add_argument("--reason-edit", help="Reason-Edit-style folder")
+    gen = p.add_mutually_exclusive_group(required=True)
+    gen.add_argument("--ckpt", help="checkpoint to edit with")
+    gen.add_argument("--predictions", help="folder of edited images KEY.png")
+    p.add_argument("-o", "--output", default="runs/eval")
+    p.add_argument("--limit", type=int, default=0, help="evaluate the first N cases (0: all)")
+    p.add_argument("--steps", type=int, default=100)
+    p.add_argument("--text-guidance", type=float, default=7.5)
+    p.add_argument("--image-guidance", type=float, default=1.5)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--clip", default="", help="local CLIPModel folder (ViT-L/14 for paper numbers)")
+    p.add_argument("--lpips-net", choices=["alex", "vgg"], default="alex")
+    p.add_argument("--lpips-backbone", default="", help="torchvision alexnet/vgg16 state dict file")
+    p.add_argument("--lpips-linear", default="", help="LPIPS v0.1 linear weights file (alex.pth / vgg.pth)")
+    return p.parse_args(argv)
+
+
+def edited_images(args, cases: list[Case], out: Path) -> dict[str, np.ndarray]:
+    """Run the checkpoint on every case (saving OUT/edited/KEY.png) or read ``--predictions``."""
+    result = {}
+    if args.predictions:
+        for case in cases:
+            result[case.key] = np.asarray(Image.open(Path(args.predictions) / f"{case.key}.png").convert("RGB"))
+        return result
+    from trainer.edit import Editor
+
+    editor = Editor(args.ckpt)
+    for case in cases:
+        image, _ = editor.edit(case.src, case.instruction, steps=args.steps, text_guidance=args.text_guidance,
+                               image_guidance=args.image_guidance, seed=args.seed)
+        target = out / "edited" / f"{case.key}.png"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(image).save(target)
+        result[case.key] = image
+    return result
+
+
+def main(argv=None) -> dict:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    args = parse_args(argv)
+    out = Path(args.output)
+    out.mkdir(parents=True, exist_ok=True)
+    cases = manifest_cases(args.manifest, args.limit) if args.manifest else reason_edit_cases(args.reason_edit, args.limit)
+    edited = edited_images(args, cases, out)
+    skipped, lpips_model, clip = [], None, None
+    if args.lpips_backbone and args.lpips_linear:
+        from trainer.lpips import load_lpips
+
+        lpips_model = load_lpips(args.lpips_net, args.lpips_backbone, args.lpips_linear)
+    else:
+        skipped.append("LPIPS skipped: no local weights (--lpips-backbone and --lpips-linear)")
+    if args.clip:
+        clip = metrics.ClipScorer(args.clip)
+        if not any(c.clip_text for c in cases):
+            skipped.append("CLIP score skipped: no case has a CLIP text")
+    else:
+        skipped.append("CLIP score skipped: no local CLIP weights (--clip)")
+    rows = [score_case(c, edited[c.key], lpips_model, clip) for c in cases]
+    table = summarize(rows)
+    report = {"cases": rows, "table": table, "skipped": skipped,
+              "note": "PSNR/SSIM/LPIPS over background pixels only; psnr_masked_frame = public script's whole-frame variant"}
+    (out / "metrics.json").write_text(json.dumps(report, indent=2))
+    (out / "metrics.md").write_text(markdown(table, skipped))
+    grid(cases, edited, out / "grid.png")
+    for line in skipped:
+        log.warning(line)
+    print(markdown(table, skipped))
+    return report
+
+
+if __name__ == "__main__":
+    main()

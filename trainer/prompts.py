@@ -1,0 +1,114 @@
+"""Conversation prompts and their tokenisation (LLaVA-1.1 / Vicuna style, as SmartEdit trains).
+
+An edit sample is one user turn (the source image's patch placeholders + an instruction wrapped in
+a request template) and one assistant turn that ends in the 32 image tokens ``<img_0>..<img_31>``.
+The language-model loss covers the assistant turn only. A VQA sample (LLaVA-Instruct JSON) is the
+same conversation format with several turns and no image tokens.
+
+Token ids are built piecewise (prefix / answer) so the label boundary is exact whatever the
+tokenizer does at the junction, and the ``<image>`` placeholder is expanded to one id per vision
+patch directly (no reliance on the tokenizer splitting a long run of placeholders).
+"""
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+from trainer import IGNORE_INDEX, IMAGE_MARKER, IMAGE_TOKENS
+
+SYSTEM = (
+    "A chat between a curious user and an artificial intelligence assistant. The assistant gives "
+    f"helpful, detailed, and polite answers, and can edit the user's image: it then answers with an "
+    f"image {IMAGE_MARKER}."
+)
+# (user request, assistant reply) pairs; "{instruction}" is filled in, the image tokens follow the reply.
+EDIT_TEMPLATES = (
+    ("Please edit the image as follows: {instruction}", "Sure, here is the edited image"),
+    ("{instruction}", "Here is the edited image"),
+    ("Can you change this picture? {instruction}", "Of course, this is the changed picture"),
+    ("Edit the picture according to the instruction \"{instruction}\".", "Done, here is the result"),
+    ("I would like a new version of this image: {instruction}", "Certainly, here is the new version"),
+    ("Apply this edit to the image: {instruction}", "Here is the image with the edit applied"),
+)
+PLACEHOLDER = "<image>"
+
+
+@dataclass
+class Tokenized:
+    """``input_ids``/``labels``: equal-length lists of ints (labels use ``IGNORE_INDEX`` outside
+    the assistant turns); ``n_image_tokens``: how many of the 32 image tokens are present."""
+
+    input_ids: list[int]
+    labels: list[int]
+    n_image_tokens: int
+
+
+class PromptBuilder:
+    """Turns an instruction (or a LLaVA conversation) into token ids for one LLaVA tokenizer.
+
+    ``tokenizer``: a transformers tokenizer that already has the 33 new tokens;
+    ``image_token_id``: LLaVA's patch placeholder id (``config.image_token_id``);
+    ``n_patches``: vision patches per image (placeholders inserted); ``max_length``: cap on ids.
+    """
+
+    def __init__(self, tokenizer, image_token_id: int, n_patches: int, max_length: int = 512):
+        self.tok = tokenizer
+        self.image_token_id = int(image_token_id)
+        self.n_patches = int(n_patches)
+        self.max_length = int(max_length)
+        self.image_token_ids = tokenizer.convert_tokens_to_ids(list(IMAGE_TOKENS))
+        self.bos = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
+        self.eos = tokenizer.eos_token_id
+
+    def _ids(self, text: str) -> list[int]:
+        return self.tok(text, add_special_tokens=False)["input_ids"]
+
+    def _user_ids(self, text: str) -> list[int]:
+        """``USER: <image>\\n{text} ASSISTANT:`` with the placeholder expanded to ``n_patches`` ids."""
+        head = self._ids(f"{SYSTEM} USER: ")
+        tail = self._ids(f"\n{text} ASSISTANT:")
+        return head + [self.image_token_id] * self.n_patches + tail
+
+    def _prefix(self, request: str) -> list[int]:
+        return self.bos + self._user_ids(request)
+
+    def edit_prompt(self, instruction: str, template: int = 0) -> list[int]:
+        """Inference prompt: everything up to and including ``ASSISTANT:``."""
+        request, _ = EDIT_TEMPLATES[template % len(EDIT_TEMPLATES)]
+        return self._prefix(request.format(instruction=instruction))
+
+    def edit_sample(self, instruction: str, rng: random.Random) -> Tokenized:
+        """Training ids for an edit: the reply and the 32 image tokens (and EOS) are the targets.
+
+        Over-long instructions are cut (token-wise) so that the image tokens always fit.
+        """
+        request, reply = EDIT_TEMPLATES[rng.randrange(len(EDIT_TEMPLATES))]
+        answer = self._ids(" " + reply) + list(self.image_token_ids) + [self.eos]
+        prompt = self._prefix(request.format(instruction=instruction))
+        overflow = len(prompt) + len(answer) - self.max_length
+        if overflow > 0:
+            words = self._ids(instruction)
+            short = self.tok.decode(words[: max(1, len(words) - overflow)])
+            prompt = self._prefix(request.format(instruction=short))[: self.max_length - len(answer)]
+        labels = [IGNORE_INDEX] * len(prompt) + answer
+        return Tokenized(prompt + answer, labels, len(self.image_token_ids))
+
+    def conversation(self, turns: list[dict]) -> Tokenized:
+        """LLaVA-Instruct turns ``[{"from": "human"|"gpt", "value": str}, ...]`` -> ids.
+
+        The first human turn carries the image (its ``<image>`` tag is dropped and the patches put
+        first); only the gpt turns are targets. Turns that no longer fit are dropped.
+        """
+        ids, labels = list(self.bos), [IGNORE_INDEX] * len(self.bos)
+        for i in range(0, len(turns) - 1, 2):
+            human, gpt = turns[i], turns[i + 1]
+            text = str(human.get("value", "")).replace(PLACEHOLDER, "").strip()
+            user = self._user_ids(text) if i == 0 else self._ids(f" USER: {text} ASSISTANT:")
+            answer = self._ids(" " + str(gpt.get("value", "")).strip()) + [self.eos]
+            room = self.max_length - len(ids) - len(user)
+            if room <= 1:
+                break
+            answer = answer[:room]
+            ids += user + answer
+            labels += [IGNORE_INDEX] * len(user) + answer
+        return Tokenized(ids, labels, 0)

@@ -1,0 +1,136 @@
+"""Training sources: manifests (contract 2) found under ``--shards``, LLaVA-style VQA JSON files,
+and their mixing weights.
+
+A manifest is ``{"wids_version": 1, "name": ..., "shardlist": [{"url", "nsamples", ...}], ...}``;
+shard URLs may be relative to the manifest's folder, absolute paths, or fsspec URLs. Only JSON
+files with a ``shardlist`` are manifests (shard sidecars and other JSON are ignored).
+"""
+from __future__ import annotations
+
+import json
+import posixpath
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass
+class Source:
+    """One dataset to mix: ``kind`` ``shards`` (``urls`` of tar shards) or ``vqa`` (``records``)."""
+
+    name: str
+    kind: str
+    nsamples: int
+    weight: float
+    urls: list[str] = field(default_factory=list)
+    records: list[dict] = field(default_factory=list)
+    image_root: str = ""
+
+
+def _fs(url: str):
+    import fsspec
+
+    return fsspec.core.url_to_fs(url)
+
+
+def find_manifests(spec: str) -> list[str]:
+    """``spec``: a manifest file or a folder of them (local path or fsspec URL) -> sorted URLs."""
+    fs, path = _fs(spec)
+    if not fs.exists(path):
+        raise FileNotFoundError(f"--shards {spec}: no such file or folder")
+    if fs.isdir(path):
+        candidates = sorted(p for p in fs.glob(posixpath.join(path, "*.json")))
+    else:
+        candidates = [path]
+    proto = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
+    urls = [c if proto in ("file", "local") else f"{proto}://{c}" for c in candidates]
+    found = [u for u in urls if "shardlist" in read_json(u)]
+    if not found:
+        raise FileNotFoundError(f"--shards {spec}: no manifest (JSON with a 'shardlist') found")
+    return found
+
+
+def read_json(url: str):
+    import fsspec
+
+    with fsspec.open(url, "r") as f:
+        return json.load(f)
+
+
+def resolve_url(manifest_url: str, shard_url: str) -> str:
+    """A shard URL relative to its manifest's folder becomes absolute (same filesystem)."""
+    if "://" in shard_url or shard_url.startswith("/"):
+        return shard_url
+    if "://" in manifest_url:
+        return posixpath.join(posixpath.dirname(manifest_url), shard_url)
+    return str(Path(manifest_url).resolve().parent / shard_url)
+
+
+def manifest_source(url: str) -> Source:
+    """Read one manifest into a ``Source`` (weight filled in by ``assign_weights``)."""
+    data = read_json(url)
+    shards = [s for s in data["shardlist"] if int(s.get("nsamples", 0)) > 0]
+    name = str(data.get("name") or Path(url).stem)
+    return Source(name=name, kind="shards", nsamples=sum(int(s["nsamples"]) for s in shards), weight=0.0,
+                  urls=[resolve_url(url, s["url"]) for s in shards])
+
+
+def vqa_source(path: str, image_root: str | None = None) -> Source:
+    """LLaVA-Instruct JSON (``[{"id", "image", "conversations": [{"from", "value"}...]}]``).
+
+    Records without an image or without a human/gpt pair are left out (they carry no image to edit
+    with and the model always sees one image). Images resolve against ``image_root`` (default: the
+    JSON's folder).
+    """
+    records = [r for r in read_json(path) if r.get("image") and len(r.get("conversations") or []) >= 2]
+    root = image_root or str(Path(path).resolve().parent)
+    return Source(name=Path(path).stem, kind="vqa", nsamples=len(records), weight=0.0, records=records, image_root=root)
+
+
+def parse_mix(items: list[str] | None) -> dict[str, float]:
+    """``["synthetic=0.15", "perception=1"]`` -> ``{"synthetic": 0.15, "perception": 1.0}``."""
+    mix = {}
+    for item in items or []:
+        name, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"--mix {item!r}: expected NAME=WEIGHT")
+        weight = float(value)
+        if weight < 0:
+            raise ValueError(f"--mix {item!r}: weight must be >= 0")
+        mix[name.strip()] = weight
+    return mix
+
+
+def assign_weights(sources: list[Source], mix: dict[str, float]) -> list[Source]:
+    """Sources named in ``mix`` get that weight; the rest are weighted by size (sample count).
+
+    Weights are then normalised to sum to 1 over the named and unnamed sources together, with the
+    unnamed sources sharing what the named ones leave of their own relative size. Sources with
+    weight 0 are dropped. Raises if a ``mix`` name matches no source.
+    """
+    names = {s.name for s in sources}
+    unknown = sorted(set(mix) - names)
+    if unknown:
+        raise ValueError(f"--mix names {unknown} match no source; sources are {sorted(names)}")
+    total = sum(s.nsamples for s in sources) or 1
+    for s in sources:
+        s.weight = mix.get(s.name, s.nsamples / total)
+    kept = [s for s in sources if s.weight > 0 and s.nsamples > 0]
+    if not kept:
+        raise ValueError("no source left to train on (all empty or weighted 0)")
+    norm = sum(s.weight for s in kept)
+    for s in kept:
+        s.weight /= norm
+    return kept
+
+
+def load_sources(shards: list[str], vqa: list[str] | None = None, vqa_images: str | None = None,
+                 mix: dict[str, float] | None = None) -> list[Source]:
+    """Every manifest under each ``--shards`` spec plus each ``--vqa`` file, weighted."""
+    sources = [manifest_source(url) for spec in shards for url in find_manifests(spec)]
+    sources += [vqa_source(path, vqa_images) for path in vqa or []]
+    seen = set()
+    for s in sources:
+        if s.name in seen:
+            raise ValueError(f"two sources are named {s.name!r}; names must be unique for --mix")
+        seen.add(s.name)
+    return assign_weights(sources, mix or {})
