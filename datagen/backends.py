@@ -124,9 +124,10 @@ def file_fingerprint(path: Path | str) -> dict:
 
 
 def _top_level_names(checkout: Path) -> set[str]:
-    """Module names a checkout defines at its root: ``*.py`` stems and package folders."""
+    """Module names a checkout defines at its root: ``*.py`` stems and folders (PIH's ``utils``
+    has no ``__init__.py``: a namespace package still shadows or is shadowed by the name)."""
     names = {f.stem for f in checkout.glob("*.py")}
-    names |= {d.name for d in checkout.iterdir() if d.is_dir() and (d / "__init__.py").exists()}
+    names |= {d.name for d in checkout.iterdir() if d.is_dir() and d.name.isidentifier()}
     return names
 
 
@@ -136,10 +137,10 @@ def import_from_checkout(checkout: Path, module: str, *, backend: str, option: s
     Research repositories (MAT, PIH) are not installable packages: their scripts import top-level
     names such as ``legacy``, ``dnnlib``, ``model`` or ``utils`` relative to the repository root,
     and the pickles they write refer to those names too. So the checkout goes to the front of
-    ``sys.path`` and stays there (unpickling imports lazily). If a module of the same name was
-    already imported from elsewhere (another checkout, or an unrelated ``utils`` package), the
-    checkout's own top-level names are evicted from ``sys.modules`` first so the import really
-    resolves inside the checkout; the result is verified either way.
+    ``sys.path`` and stays there (unpickling imports lazily). Modules already imported under one
+    of the checkout's top-level names from somewhere else (another checkout, an unrelated
+    ``utils``) are dropped from ``sys.modules`` first, so the import really resolves inside the
+    checkout; the result is verified.
     """
     root = checkout.resolve()
     rel = Path(*module.split("."))
@@ -148,12 +149,10 @@ def import_from_checkout(checkout: Path, module: str, *, backend: str, option: s
             f"the {backend!r} backend found no {module!r} module in {option}={str(checkout)!r}; "
             f"pass the root folder of the checkout."
         )
-    top = module.split(".")[0]
-    cached = sys.modules.get(top)
-    if cached is not None and not _inside(getattr(cached, "__file__", None), root):
-        for name in list(sys.modules):
-            if name.split(".")[0] in _top_level_names(root):
-                del sys.modules[name]
+    names = _top_level_names(root)
+    for name, mod in list(sys.modules.items()):
+        if name.split(".")[0] in names and not _inside(_location(mod), root):
+            del sys.modules[name]
     if str(root) in sys.path:
         sys.path.remove(str(root))
     sys.path.insert(0, str(root))
@@ -165,12 +164,21 @@ def import_from_checkout(checkout: Path, module: str, *, backend: str, option: s
             f"the {backend!r} backend could not import {module!r} from {option}={str(checkout)!r} ({exc}); "
             f"pass the root folder of a complete checkout with its requirements installed."
         ) from exc
-    if not _inside(getattr(mod, "__file__", None), root):
+    if not _inside(_location(mod), root):
         raise BackendUnavailable(
-            f"the {backend!r} backend imported {module!r} from {getattr(mod, '__file__', '?')} instead of "
+            f"the {backend!r} backend imported {module!r} from {_location(mod)} instead of "
             f"{option}={str(checkout)!r}; pass the root folder of the checkout."
         )
     return mod
+
+
+def _location(mod: Any) -> str | None:
+    """A module's file, or for a namespace package (no ``__file__``) its first folder."""
+    file = getattr(mod, "__file__", None)
+    if file:
+        return file
+    paths = list(getattr(mod, "__path__", []) or [])
+    return paths[0] if paths else None
 
 
 def _inside(file: str | None, root: Path) -> bool:
@@ -181,17 +189,6 @@ def _inside(file: str | None, root: Path) -> bool:
         return True
     except ValueError:
         return False
-
-
-def short_env() -> dict:
-    """Versions of the packages a learned backend's output depends on (for provenance)."""
-    out = {"python": sys.version.split()[0]}
-    for name in ("torch", "diffusers", "segment_anything", "cv2"):
-        mod = sys.modules.get(name)
-        if mod is not None:
-            out[name] = getattr(mod, "__version__", "unknown")
-    return out
-
 
 
 def check_rgb(image: Any, name: str = "image") -> None:

@@ -145,28 +145,22 @@ def _build_builder(config: JobConfig):
         from datagen.perception import PerceptionBuilder
 
         return PerceptionBuilder(seed=config.seed, **options)
-    from datagen.masking import build_masker
-
-    masker_b = _stage(config, "masker", "annotation")
-    masker = build_masker(masker_b.name, **masker_b.options)
     if config.scenario == "understanding":
-        from datagen.harmonization import build_harmonizer
-        from datagen.inpainting import build_inpainter
-        from datagen.understanding import UnderstandingBuilder
+        from datagen.understanding import build_understanding
 
-        inp, har = _stage(config, "inpainter", "opencv"), _stage(config, "harmonizer", "classical")
-        donors = options.pop("donors", None)
-        if donors is None:
-            from datagen.sources.demo import donor_objects
-
-            donors = donor_objects()
-        return UnderstandingBuilder(masker, build_inpainter(inp.name, **inp.options),
-                                    build_harmonizer(har.name, **har.options), donors, seed=config.seed, **options)
+        stages = {stage: _stage(config, stage, default) for stage, default in
+                  (("masker", "grabcut"), ("inpainter", "opencv"), ("harmonizer", "classical"))}
+        stage_options = {stage: dict(b.options) for stage, b in stages.items()}
+        stage_options["quality"] = dict(options.pop("quality", {}))
+        return build_understanding(masker=stages["masker"].name, inpainter=stages["inpainter"].name,
+                                   harmonizer=stages["harmonizer"].name, options=stage_options,
+                                   donors=options.pop("donors", "demo"), seed=config.seed, **options)
+    from datagen.masking import build_masker
     from datagen.reasoning import ReasoningBuilder
 
-    editor = _stage(config, "editor", "classical")
-    return ReasoningBuilder(masker=masker, editor=editor.name, editor_options=dict(editor.options),
-                            seed=config.seed, **options)
+    masker_b, editor = _stage(config, "masker", "grabcut"), _stage(config, "editor", "classical")
+    return ReasoningBuilder(masker=build_masker(masker_b.name, **masker_b.options), editor=editor.name,
+                            editor_options=dict(editor.options), seed=config.seed, **options)
 
 
 def get_builder(config: JobConfig):
@@ -234,11 +228,13 @@ def stats_from_dict(data: dict):
     return RunStats(**{k: Counter(v) if isinstance(v, dict) else v for k, v in data.items() if k in names})
 
 
-def _write_marker(config: JobConfig, batch: Batch, stats, seconds: float) -> None:
+def _write_marker(config: JobConfig, batch: Batch, stats, seconds: float, builder) -> None:
     path = _marker(config, batch)
     path.parent.mkdir(parents=True, exist_ok=True)
     body = {"batch": batch.index, "prefix": batch.prefix, "digest": _batch_digest(config, batch),
-            "records": len(batch.ids), "seconds": round(seconds, 3), "stats": stats.to_dict()}
+            "fingerprint": config.fingerprint(),
+            "records": len(batch.ids), "seconds": round(seconds, 3), "stats": stats.to_dict(),
+            "builder": {"name": builder.name, "settings": builder.settings()}}
     tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     tmp.write_text(json.dumps(body, indent=1))
     os.replace(tmp, path)  # a marker is either absent or complete
@@ -277,15 +273,31 @@ def run_batch(config: JobConfig, batch: Batch):
     if not stats.quarantined.get("builder_error"):
         # A builder error may be transient (CUDA out of memory...): without a marker the next run
         # revisits this batch, and the runner retries just the records that failed.
-        _write_marker(config, batch, stats, time.perf_counter() - start)
+        _write_marker(config, batch, stats, time.perf_counter() - start, builder)
     return stats
 
 
-def manifest_extra(config: JobConfig) -> dict:
-    """Job facts recorded in the manifest beside the counts."""
+def _builder_facts(config: JobConfig) -> dict:
+    """``{"name", "settings"}`` of the job's builder, preferably from a batch marker of the same
+    settings: a rerun whose batches all finished earlier then writes its manifest without loading
+    a single model."""
+    for marker in sorted((Path(config.out) / MARKER_DIR).glob(f"{config.name}-b*.done.json")):
+        try:
+            body = json.loads(marker.read_text())
+        except (OSError, ValueError):
+            continue
+        if body.get("fingerprint") == config.fingerprint() and "builder" in body:
+            return body["builder"]
     builder = get_builder(config)
-    return {"builder": builder.name, "settings": builder.settings(), "source": config.source,
-            "backends": {s: b.to_dict() for s, b in config.backends.items()}, "seed": config.seed}
+    return {"name": builder.name, "settings": builder.settings()}
+
+
+def manifest_extra(config: JobConfig) -> dict:
+    """Job facts recorded in the manifest beside the counts (as the CLI records them, plus the
+    backend choices and the seed)."""
+    facts = _builder_facts(config)
+    return {"builder": facts["name"], "settings": facts["settings"], "source": config.source,
+            "backends": {s: b.to_dict() for s, b in sorted(config.backends.items())}, "seed": config.seed}
 
 
 def finish(config: JobConfig, stats=None) -> Path | None:

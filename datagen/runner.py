@@ -114,8 +114,11 @@ def _describe(exc: BaseException) -> str:
 
 def run_builder(records, builder: Callable[[ImageRecord], Iterable[EditSample | Quarantined]], writer, *,
                 ids: Iterable[str] | None = None, progress: bool = True) -> RunStats:
-    """Run ``builder`` over ``records`` and write what it yields through ``writer`` (a ``ShardWriter``).
+    """Run ``builder`` over ``records`` and write what it yields through ``writer``.
 
+    ``writer``: a ``ShardWriter`` or anything with its run protocol: ``done_records`` (a set-like
+    snapshot), ``write(sample) -> bool`` (False = key already written), ``quarantine(q)``,
+    ``skip(reason, item_id)`` and ``mark_record_done(record_id)``.
     ``records``: a catalog (``.ids()`` / ``.load(id) -> ImageRecord | Quarantined``) or any
     iterable of ``ImageRecord | Quarantined``; ``ids`` restricts the run to those record ids.
     Records in ``writer.done_records`` are skipped. Exceptions from the builder or from loading a

@@ -33,12 +33,15 @@ class _Model(BaseModel):
 class UnderstandingBackends(_Model):
     """Mask -> inpaint -> paste -> harmonize backends for ``synth-understanding``."""
 
-    masker: MaskerName = Field("annotation", description="annotation: the catalog's masks; grabcut: CPU; sam: segment-anything")
+    masker: MaskerName = Field("grabcut", description="grabcut: CPU, uses the catalog mask when there is one; annotation: catalog masks only; sam: segment-anything")
     masker_options: dict[str, Any] = Field(default_factory=dict, description=_OPTIONS_HELP)
     inpainter: InpainterName = Field("opencv", description="opencv: CPU Telea/NS; lama: TorchScript big-lama.pt; sd; mat")
     inpainter_options: dict[str, Any] = Field(default_factory=dict, description=_OPTIONS_HELP)
     harmonizer: HarmonizerName = Field("classical", description="classical: Lab statistics + Poisson (CPU); pih")
     harmonizer_options: dict[str, Any] = Field(default_factory=dict, description=_OPTIONS_HELP)
+    quality_options: dict[str, Any] = Field(
+        default_factory=dict, description="quality-check thresholds, e.g. {\"max_seam_ratio\": 6}; {\"clip\": PATH} adds the CLIP check"
+    )
 
 
 class ReasoningBackends(_Model):
@@ -54,12 +57,10 @@ class ReasoningBackends(_Model):
 
 class Execution(_Model):
     """Where and how batches run. The default runs batches one after another inside the flow-run
-    process (models loaded once and reused); ``dask`` fans them out over a Dask cluster."""
+    process (models loaded once and reused); ``dask`` fans them out over a Dask cluster, as many at
+    once as it has worker threads (GPU batches: as many as it has GPU slots)."""
 
     runner: Literal["default", "dask"] = Field("default", description="default: in the flow-run process; dask: DaskTaskRunner")
-    parallelism: int = Field(
-        0, ge=0, description="batches in flight at once; 0 = 1 for the default runner, the cluster's worker count for dask"
-    )
     dask_address: str | None = Field(
         None, description="scheduler of an existing cluster (e.g. tcp://10.0.0.5:8786); empty = a local cluster"
     )

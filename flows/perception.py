@@ -8,10 +8,10 @@ from prefect import flow
 
 from datagen.jobs import JobConfig
 from flows.params import Execution
-from flows.tasks import synthesize
+from flows.tasks import serial_runner, synthesize
 
 
-@flow(name="synth-perception", log_prints=True)
+@flow(task_runner=serial_runner(), name="synth-perception", log_prints=True)
 def synth_perception(
     source: str = "demo:48",
     out: str = "data/perception",

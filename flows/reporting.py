@@ -154,21 +154,21 @@ def report_markdown(summary: dict, sheet: Path | None, inline: str | None) -> st
     return "\n".join(lines)
 
 
-def publish_report(config, summary: dict, manifest: str | None) -> None:
+def publish_report(name: str, out: str, summary: dict, manifest: str | None) -> None:
     """Table and markdown artifacts for a finished (or partly failed) run. Reporting never fails
     the run: a broken contact sheet is logged and left out."""
     logger = get_run_logger()
     manifest_data = json.loads(Path(manifest).read_text()) if manifest else None
     rows = counts_table(summary.get("stats", {}), manifest_data)
     create_table_artifact(table=rows or [{"group": "-", "name": "nothing counted", "this_run": 0}],
-                          key=artifact_key(config.name, "counts"),
-                          description=f"{config.name}: counts by op, attribute, quality check and quarantine reason")
+                          key=artifact_key(name, "counts"),
+                          description=f"{name}: counts by op, attribute, quality check and quarantine reason")
     sheet = inline = None
     if manifest:
         try:
-            sheet = contact_sheet(manifest, Path(config.out) / f"{config.name}.contact-sheet.png")
+            sheet = contact_sheet(manifest, Path(out) / f"{name}.contact-sheet.png")
             inline = _inline_image(sheet) if sheet else None
         except Exception as exc:  # noqa: BLE001 - a report must not fail a finished job
             logger.warning("no contact sheet: %s: %s", type(exc).__name__, exc)
-    create_markdown_artifact(markdown=report_markdown(summary, sheet, inline), key=artifact_key(config.name, "report"),
-                             description=f"{config.name}: where the data is, totals and a contact sheet")
+    create_markdown_artifact(markdown=report_markdown(summary, sheet, inline), key=artifact_key(name, "report"),
+                             description=f"{name}: where the data is, totals and a contact sheet")

@@ -18,6 +18,7 @@ from typing import Any
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.futures import as_completed
+from prefect.task_runners import ThreadPoolTaskRunner
 
 from datagen import jobs
 from datagen.jobs import Batch, JobConfig
@@ -26,6 +27,13 @@ from flows.params import Execution
 
 # "The input is wrong", not "try again later".
 _PERMANENT_OS_ERRORS = (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError)
+
+
+def serial_runner() -> ThreadPoolTaskRunner:
+    """The default runner: one batch at a time in the flow-run process. Batches reuse the process's
+    cached models, which are not made to be shared between threads (torch on one GPU, OpenCV
+    state); parallelism comes from ``execution.runner = "dask"`` (processes, one model set each)."""
+    return ThreadPoolTaskRunner(max_workers=1)
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -151,7 +159,7 @@ def synthesize(config: JobConfig, execution: Execution) -> dict:
         "seconds": round(time.perf_counter() - start, 3),
         "stats": stats.to_dict(),
     }
-    reporting.publish_report(config, summary, manifest)
+    reporting.publish_report(config.name, config.out, summary, manifest)
     if outcome.failed:
         failed = ", ".join(f"#{i}" for i in sorted(outcome.failed))
         raise RuntimeError(f"{len(outcome.failed)} of {len(batches)} batches failed ({failed}); no manifest was "

@@ -8,18 +8,26 @@ has a deployment with the learned ones (SAM, LaMa, PIH) and their options.
 """
 from __future__ import annotations
 
+from typing import Literal
+
 from prefect import flow
 
 from datagen.jobs import Backend, JobConfig
 from flows.params import Execution, UnderstandingBackends
-from flows.tasks import synthesize
+
+OPS = ("remove", "add", "replace")
+from flows.tasks import serial_runner, synthesize
 
 
 def job_config(source: str, out: str, name: str, images: str | None, manifest_dir: str, limit: int | None,
-               seed: int, batch_size: int, backends: UnderstandingBackends) -> JobConfig:
+               seed: int, batch_size: int, backends: UnderstandingBackends, donors: str = "demo",
+               ops: list[str] | None = None) -> JobConfig:
+    builder_options: dict = {"donors": donors, "ops": list(ops or OPS)}
+    if backends.quality_options:
+        builder_options["quality"] = dict(backends.quality_options)
     return JobConfig(
         "understanding", source=source, out=out, name=name, images=images, manifest_dir=manifest_dir,
-        limit=limit, seed=seed, batch_size=batch_size,
+        limit=limit, seed=seed, batch_size=batch_size, builder_options=builder_options,
         backends={
             "masker": Backend(backends.masker, backends.masker_options),
             "inpainter": Backend(backends.inpainter, backends.inpainter_options),
@@ -28,7 +36,7 @@ def job_config(source: str, out: str, name: str, images: str | None, manifest_di
     )
 
 
-@flow(name="synth-understanding", log_prints=True)
+@flow(task_runner=serial_runner(), name="synth-understanding", log_prints=True)
 def synth_understanding(
     source: str = "demo:48",
     out: str = "data/understanding",
@@ -38,6 +46,8 @@ def synth_understanding(
     limit: int | None = None,
     seed: int = 0,
     batch_size: int = 8,
+    donors: str = "demo",
+    ops: list[Literal["remove", "add", "replace"]] = ["remove", "add", "replace"],  # noqa: B006 (copied by pydantic)
     backends: UnderstandingBackends = UnderstandingBackends(),
     execution: Execution = Execution(),
 ) -> dict:
@@ -54,8 +64,10 @@ def synth_understanding(
         limit: use only the first N catalog records.
         seed: varies instance, donor, attribute and template choices (part of every key).
         batch_size: catalog records per task.
-        backends: masker / inpainter / harmonizer and their options.
+        donors: objects pasted by ``replace``: ``demo`` or a folder of RGBA cutouts ``CATEGORY_*.png``.
+        ops: which of remove / add / replace to emit.
+        backends: masker / inpainter / harmonizer and their options, quality-check options.
         execution: runner (default or dask), retries.
     """
-    config = job_config(source, out, name, images, manifest_dir, limit, seed, batch_size, backends)
+    config = job_config(source, out, name, images, manifest_dir, limit, seed, batch_size, backends, donors, ops)
     return synthesize(config, execution)

@@ -6,12 +6,18 @@ import pickle
 import numpy as np
 import pytest
 import torch
-from tiny_models import make_fake_mat_checkout, tiny_models
+from tiny_models import make_fake_mat_checkout, tiny_models, torch_threads
 
 from datagen.backends import BackendUnavailable, import_from_checkout
 from datagen.inpainting import INPAINTERS, build_inpainter
 from datagen.inpainting.lama import to_model_inputs
 from datagen.inpainting.window import context_window, tile_window
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread():
+    with torch_threads(1):
+        yield
 
 
 def gradient(h, w):

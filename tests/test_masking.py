@@ -4,10 +4,16 @@ import json
 
 import numpy as np
 import pytest
-from tiny_models import TINY_SAM_CONFIG, make_tiny_sam, tiny_models
+from tiny_models import TINY_SAM_CONFIG, make_tiny_sam, tiny_models, torch_threads
 
 from datagen.backends import BackendUnavailable
 from datagen.masking import MASKERS, Masker, build_masker
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread():
+    with torch_threads(1):
+        yield
 
 
 def scene(h=120, w=160, seed=0):

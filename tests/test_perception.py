@@ -118,3 +118,60 @@ def test_tiny_instance_is_skipped():
     reasons = {o.id: o.reason for o in out if isinstance(o, Quarantined)}
     assert reasons == {"test:t/a": "tiny_instance"}
     assert PerceptionBuilder.name == "perception"
+
+
+# ------------------------------------------------------------------ demo scenes and the CLI
+
+def test_demo_scenes_marks_are_exact_and_named_right():
+    from datagen.sources.demo import DemoScenes
+
+    catalog = DemoScenes(30, seed=5)
+    builder = PerceptionBuilder(seed=2)
+    samples, reasons = [], []
+    for rec in catalog:
+        for out in builder(rec):
+            if isinstance(out, Quarantined):
+                reasons.append(out.reason)
+                continue
+            out.validate()
+            inst = next(i for i in rec.instances if i.id == out.target["instance"])
+            assert np.array_equal(out.mask, inst.mask)
+            assert np.array_equal(out.tgt[~inst.mask], rec.image[~inst.mask])
+            assert out.target["phrase"] in out.instruction
+            if out.target["attribute"] == "mirror":
+                assert inst.attributes["in_mirror"] == (out.target["value"] == "in_mirror")
+            if out.target["attribute"] == "color" and "color" in inst.attributes:
+                assert out.target["value"] == inst.attributes["color"]
+            samples.append(out)
+    assert len(samples) >= 60 and set(reasons) <= {"ambiguous"}
+    assert len({s.key for s in samples}) == len(samples)
+    assert {s.target["attribute"] for s in samples} >= {"location", "size", "mirror", "count"}
+
+
+def test_cli_writes_shards_and_manifest_and_resumes(tmp_path):
+    from datagen.cli import main
+    from datagen.shards import load_manifest, read_samples, verify_manifest
+
+    data, manifests = tmp_path / "data", tmp_path / "manifests"
+    argv = ["perception", "--source", "demo:8:3", "--out", str(data), "--name", "perc-test",
+            "--manifests", str(manifests), "--seed", "4", "--colors", "red,blue", "--no-progress", "--maxcount", "5"]
+    assert main(argv) == 0
+    manifest_path = manifests / "perc-test.json"
+    manifest = load_manifest(manifest_path)
+    assert verify_manifest(manifest_path) == []
+    samples = list(read_samples(manifest_path))
+    assert len(samples) == manifest["nsamples"] >= 10 and len(manifest["shardlist"]) >= 2
+    assert manifest["counts"]["op"] == {"mark": len(samples)}
+    assert manifest["settings"] == PerceptionBuilder(seed=4, colors=(("red", (255, 0, 0)), ("blue", (0, 0, 255)))).settings()
+    for s in samples:
+        assert s.scenario == "perception" and s.target["colour"] in ("red", "blue")
+        # The overlay survives the PNG round trip exactly.
+        rgb = np.array(s.target["colour_rgb"], np.float64)
+        assert np.array_equal(s.tgt[~s.mask], s.src[~s.mask])
+        assert np.abs(s.tgt[s.mask] - (s.src[s.mask] + rgb) / 2).max() <= 0.5
+    # A rerun (and a rerun with more scenes) writes every sample exactly once.
+    assert main(argv) == 0
+    assert main([*argv[:2], "demo:10:3", *argv[3:]]) == 0
+    keys = [s.key for s in read_samples(manifest_path)]
+    assert len(keys) == len(set(keys)) > len(samples)
+    assert main(["perception", "--source", "nowhere.txt", "--out", str(data)]) == 2

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import tarfile
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +24,7 @@ from datagen.shards import (
     verify_manifest,
     wids_dataset,
 )
+from datagen.shards.tario import member_header
 from test_shards_support import ATTRIBUTES, make_sample
 
 N = 11
@@ -159,6 +161,12 @@ def test_absolute_and_fsspec_urls(tmp_path):
     original = make_sample(1, hw=(40, 40))
     np.testing.assert_array_equal(back[1].src, decode_image(encode_image(original.src, "jpg")))
     np.testing.assert_array_equal(back[1].mask, original.mask)
+    # Absolute local paths work as URLs too.
+    doc = json.loads(manifest.read_text())
+    for shard in doc["shardlist"]:
+        shard["url"] = shard["url"].removeprefix("file://")
+    manifest.write_text(json.dumps(doc))
+    assert [s.key for s in read_samples(manifest)] == [s.key for s in back]
 
 
 def test_maxsize_rolls_shards(tmp_path):
@@ -193,3 +201,12 @@ def test_build_manifest_refuses_empty_or_clashing(tmp_path):
         writer.write(make_sample(0))
     with pytest.raises(ValueError, match="may not set manifest keys"):
         build_manifest(tmp_path / "d", "d", tmp_path / "m", extra={"shardlist": []})
+
+
+@pytest.mark.parametrize("name,size,mtime", [("a.json", 0, 0), ("k" * 91 + ".src.png", 123456789, 1764000000)])
+def test_member_header_matches_tarfile(name, size, mtime):
+    info = tarfile.TarInfo(name)
+    info.size, info.mtime, info.mode, info.uname, info.gname = size, mtime, 0o444, "", ""
+    assert member_header(name, size, mtime) == info.tobuf(format=tarfile.USTAR_FORMAT, encoding="utf-8")
+    with pytest.raises(ValueError, match="longer than 100 bytes"):
+        member_header("k" * 101, 1, 0)

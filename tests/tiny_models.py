@@ -26,10 +26,11 @@ backend, e.g. ``build_inpainter("sd", **tiny_backend_options("inpainting", "sd")
 """
 from __future__ import annotations
 
-import argparse
 import atexit
+import contextlib
 import functools
 import json
+import optparse
 import pickle
 import shutil
 import tempfile
@@ -320,7 +321,7 @@ _PIH_MODEL = '''
 
 def make_fake_pih_checkout(folder: str | Path, seed: int = 0) -> TinyCheckout:
     """``folder/PIH`` stand-in checkout + ``pretrained/ckpt_g39.pth`` saved the way PIH_train.py
-    saves it: ``{"epoch", "state_dict", "args": argparse.Namespace}``."""
+    saves it: ``{"epoch", "state_dict", "args": optparse.Values}``."""
     from datagen.harmonization.pih import INFERENCE_KWARGS
 
     root = Path(folder) / "PIH"
@@ -331,11 +332,23 @@ def make_fake_pih_checkout(folder: str | Path, seed: int = 0) -> TinyCheckout:
     ckpt = root / "pretrained" / "ckpt_g39.pth"
     ckpt.parent.mkdir(exist_ok=True)
     torch.save({"epoch": 39, "state_dict": model.state_dict(),
-                "args": argparse.Namespace(onlysaveg=True, lr=1e-4, dim=32)}, ckpt)
+                "args": optparse.Values({"onlysaveg": True, "lr": 1e-4, "dim": 32})}, ckpt)
     return TinyCheckout(root, ckpt)
 
 
 # ------------------------------------------------------------------------- cached, per process
+
+@contextlib.contextmanager
+def torch_threads(n: int = 1):
+    """Run torch with ``n`` intra-op threads, then restore. Tiny models gain nothing from threads,
+    and on a busy 2-core machine spinning OpenMP workers make them 5-10x slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
 
 @functools.cache
 def _cache_dir() -> Path:

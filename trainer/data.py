@@ -56,26 +56,32 @@ def shuffled(items: Iterator, size: int, rng: random.Random) -> Iterator:
     yield from buf
 
 
-def _split(items: list, stream: int, n_streams: int) -> list:
-    return items[stream::n_streams]
+def _split(items: list, stream: int, n_streams: int, workers: int = 1) -> list:
+    """Items of ``stream`` (= rank x workers + role): by node, then by worker within the node."""
+    rank, role, world = stream // workers, stream % workers, n_streams // workers
+    return items[rank::world][role::workers]
 
 
-def source_stream(source: Source, seed: int, stream: int, n_streams: int, buffer: int) -> Iterator[dict]:
-    """Endless raw samples of one source for one stream (epoch after epoch)."""
+def source_stream(source: Source, seed: int, stream: int, n_streams: int, buffer: int,
+                  workers: int = 1) -> Iterator[dict]:
+    """Endless raw samples of one source for one stream (epoch after epoch).
+
+    ``stream`` = rank x workers + worker role; with enough shards the split equals WebDataset's
+    ``split_by_node`` then ``split_by_worker`` (``urls[rank::world][worker::workers]``), written out
+    here because after a resume the DataLoader worker index and the role differ (see EditStream).
+    """
     def epoch_items(epoch: int) -> Iterator[dict]:
         rng = random.Random(f"{seed}:{source.name}:epoch:{epoch}")
         if source.kind == "vqa":
             order = list(range(len(source.records)))
             rng.shuffle(order)
-            for i in _split(order, stream, n_streams):
+            for i in _split(order, stream, n_streams, workers):
                 yield {"__key__": f"{source.name}:{i}", "__vqa__": source.records[i]}
             return
         urls = list(source.urls)
         rng.shuffle(urls)
         if len(urls) >= n_streams:
-            from webdataset.shardlists import split_by_node, split_by_worker
-
-            yield from tar_samples(list(split_by_worker(split_by_node(urls))))
+            yield from tar_samples(_split(urls, stream, n_streams, workers))
         else:  # fewer shards than streams: everyone reads all shards and keeps every n-th sample
             for i, sample in enumerate(tar_samples(urls)):
                 if i % n_streams == stream:
@@ -107,18 +113,20 @@ class EditStream(IterableDataset):
         self.seed, self.batch_size, self.skip_batches = seed, batch_size, skip_batches
         self.shuffle_buffer = shuffle_buffer
 
-    def _position(self) -> tuple[int, int, int]:
-        """(stream id, number of streams, samples this stream delivered before resuming)."""
+    def _position(self) -> tuple[int, int, int, int]:
+        """(stream id, number of streams, workers per rank, samples this stream delivered before resuming)."""
         from webdataset.utils import pytorch_worker_info
 
         rank, world, worker, workers = pytorch_worker_info()
-        # The DataLoader takes batch k from worker k % workers, so this worker made these batches:
-        mine = len(range(worker, self.skip_batches, workers))
-        return rank * workers + worker, world * workers, mine * self.batch_size
+        # The DataLoader takes batch k from worker k % workers and always starts at worker 0, so
+        # after a resume at batch `skip` the local worker j plays the original worker (j + skip) % W.
+        role = (worker + self.skip_batches) % workers
+        made = len(range(role, self.skip_batches, workers))  # batches that role had delivered
+        return rank * workers + role, world * workers, workers, made * self.batch_size
 
     def __iter__(self) -> Iterator[dict]:
-        stream, n_streams, skip = self._position()
-        iters = [source_stream(s, self.seed, stream, n_streams, self.shuffle_buffer) for s in self.sources]
+        stream, n_streams, workers, skip = self._position()
+        iters = [source_stream(s, self.seed, stream, n_streams, self.shuffle_buffer, workers) for s in self.sources]
         weights = [s.weight for s in self.sources]
         pick = random.Random(f"{self.seed}:mix:{stream}")
         position = 0

@@ -62,7 +62,13 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:  # a usage problem: one sentence, no traceback
         print(f"datagen perception: {exc}", file=sys.stderr)
         return 2
-    catalog = _open_source(args.source, args.images)
+    from datagen.sources import CatalogError
+
+    try:
+        catalog = _open_source(args.source, args.images)
+    except CatalogError as exc:
+        print(f"datagen perception: {exc}", file=sys.stderr)
+        return 2
     ids = catalog.ids()
     if args.limit is not None:
         ids = ids[: max(args.limit, 0)]

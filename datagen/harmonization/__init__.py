@@ -10,13 +10,13 @@ Protocol (``Harmonizer``)::
   pipeline: the inpainted y1). Backends that need what lies behind the object use it (PIH was
   trained with such backgrounds; the classical feathered blend mixes into it); without it they
   estimate it by OpenCV-inpainting the foreground region.
-* Only the foreground and a thin band around it (``band`` px, classical Poisson only) may change;
+* Only the foreground and a thin band around it (``band`` px, classical ``poisson`` blend only) may change;
   every other pixel is returned unchanged.
 
 Backends (``build_harmonizer(name, **options)``):
 
 * ``classical`` -- colour statistics then blending (CPU, no weights). Options:
-  ``color="reinhard"|"curves"|"none"``, ``blend="poisson"|"feather"|"none"``, ``strength=0.6``,
+  ``color="reinhard"|"curves"|"none"``, ``blend="feather"|"poisson"|"none"``, ``strength=0.6``,
   ``ring=16``, ``band=3``, ``feather=4``.
 * ``pih`` -- PIH (adobe/PIH) from a checkout + checkpoint. Options: ``checkout`` and
   ``checkpoint`` (required), ``device=None``, ``light=False``, ``resolution=512``.

@@ -5,12 +5,15 @@
    quantile matching through 32 control points, a monotone tone curve like PIH's). ``strength``
    mixes original and matched colours: a full transfer would also repaint objects whose true
    colour differs from their surroundings (a red apple on green grass), so the default is partial.
-2. Blend: ``poisson`` (``cv2.seamlessClone`` over the foreground plus a ``band``-px margin, so
-   the seam's gradient disappears), ``feather`` (the foreground's outer ``feather`` px fade into
+2. Blend: ``poisson`` (gradient-domain paste with ``cv2.seamlessClone`` over the foreground plus
+   a ``band``-px margin: the colour jump at the object's edge disappears and the object's colours
+   shift smoothly to meet the background), ``feather`` (the foreground's outer ``feather`` px fade into
    the background behind it), or ``none``.
 
 On iHarmony4 such methods roughly tie the unharmonized composite (REFERENCE.md); they are the
-weight-free CPU default, not a substitute for PIH.
+weight-free CPU default, not a substitute for PIH. ``feather`` is the default blend: the
+gradient-domain paste removes seams but, like all Poisson compositing, tints the object with the
+colours around its rim (a white cup rim next to a black background turns grey-blue).
 """
 from __future__ import annotations
 
@@ -26,13 +29,15 @@ BLENDS = ("poisson", "feather", "none")
 # flatten the object to a single colour, and a noisy ring would blow its contrast up.
 STD_RATIO_RANGE = (0.5, 2.0)
 CURVE_POINTS = 32
+# cv2.seamlessClone erodes its mask with a 3x3 kernel, 3 iterations, before solving.
+SEAMLESS_ERODE = 3
 MIN_RING_PIXELS = 16
 
 
 class ClassicalHarmonizer:
     name = "classical"
 
-    def __init__(self, color: str = "reinhard", blend: str = "poisson", strength: float = 0.6, ring: int = 16,
+    def __init__(self, color: str = "reinhard", blend: str = "feather", strength: float = 0.6, ring: int = 16,
                  band: int = 3, feather: int = 4):
         if color not in COLORS:
             raise ValueError(f"color must be one of {COLORS}, got {color!r}")
@@ -52,7 +57,7 @@ class ClassicalHarmonizer:
             return composite.copy()
         adjusted = self.match_colors(composite, fg_mask)
         if self.blend == "poisson":
-            return poisson_blend(adjusted, composite, fg_mask, self.band)
+            return poisson_blend(adjusted, composite, fg_mask, self.band, self.strength)
         if self.blend == "feather":
             behind = background if background is not None else estimate_background(composite, fg_mask)
             return feather_blend(adjusted, behind, composite, fg_mask, self.feather)
@@ -103,23 +108,48 @@ def match_curves(values: np.ndarray, reference: np.ndarray) -> np.ndarray:
     return out
 
 
-def poisson_blend(adjusted: np.ndarray, composite: np.ndarray, fg_mask: np.ndarray, band: int) -> np.ndarray:
-    """Seamless clone of ``adjusted``'s foreground (+``band`` px) into ``composite``.
+def poisson_blend(adjusted: np.ndarray, composite: np.ndarray, fg_mask: np.ndarray, band: int,
+                  strength: float = 1.0) -> np.ndarray:
+    """Gradient-domain paste: keep the foreground's internal gradients, drop the colour jump at
+    its edge, and let the background around it set the boundary values (Perez et al. 2003).
 
-    Images are padded first because ``cv2.seamlessClone`` fails or shifts when the mask touches
-    the border; the clone is placed at the centre of the mask's bounding rectangle, which puts the
-    source region exactly back where it came from."""
+    The guidance image is ``adjusted`` with the object extended outward by copying each object
+    edge colour (``extend_outward``): its gradient across the object's edge is ~0, so the solver
+    shifts the object's colours smoothly until its rim matches the surrounding background. The
+    solved region is the foreground plus ``band`` px; nothing else changes.
+
+    ``cv2.seamlessClone`` details handled here: it erodes its mask by ``SEAMLESS_ERODE`` px first
+    (the mask handed over is that much wider), it writes into its mask argument (OpenCV issue
+    #12053, so it always gets a fresh array), and it misbehaves when the mask touches the image
+    border (the images are padded). Placing the clone at the centre of the mask's bounding
+    rectangle puts the source region exactly back where it came from."""
     region = grow(fg_mask, band)
-    pad = band + 2
-    src = cv2.copyMakeBorder(adjusted, pad, pad, pad, pad, cv2.BORDER_REFLECT)
+    guide = extend_outward(adjusted, fg_mask)
+    pad = band + SEAMLESS_ERODE + 2
+    src = cv2.copyMakeBorder(guide, pad, pad, pad, pad, cv2.BORDER_REFLECT)
     dst = cv2.copyMakeBorder(composite, pad, pad, pad, pad, cv2.BORDER_REFLECT)
-    mask = cv2.copyMakeBorder(region.astype(np.uint8) * 255, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=0)
+    wide = grow(fg_mask, band + SEAMLESS_ERODE).astype(np.uint8) * 255
+    mask = cv2.copyMakeBorder(wide, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=0)
     x, y, w, h = cv2.boundingRect(mask)
     cloned = cv2.seamlessClone(src, dst, mask, (x + w // 2, y + h // 2), cv2.NORMAL_CLONE)
-    cloned = cloned[pad:-pad, pad:-pad]
+    cloned = cloned[pad:-pad, pad:-pad].astype(np.float32)
+    # ``strength`` also scales the gradient-domain correction: a full one makes the object take
+    # on its surroundings' colour at the rim, which erases colours that are really its own.
+    mixed = adjusted.astype(np.float32) + strength * (cloned - adjusted.astype(np.float32))
     out = composite.copy()
-    out[region] = cloned[region]
+    out[region] = mixed[region].round().clip(0, 255).astype(np.uint8)
     return out
+
+
+def extend_outward(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """HxWx3 copy of ``image`` where every pixel outside ``mask`` takes the colour of the nearest
+    pixel inside it (nearest-neighbour extrapolation of the object)."""
+    _, labels = cv2.distanceTransformWithLabels((~mask).astype(np.uint8), cv2.DIST_L2, 5,
+                                                labelType=cv2.DIST_LABEL_PIXEL)
+    # Each mask pixel has its own label; every other pixel carries the label of its nearest one.
+    lookup = np.zeros(labels.max() + 1, dtype=np.int64)
+    lookup[labels[mask]] = np.flatnonzero(mask.ravel())
+    return image.reshape(-1, 3)[lookup[labels]].reshape(image.shape)
 
 
 def feather_blend(adjusted: np.ndarray, behind: np.ndarray, composite: np.ndarray, fg_mask: np.ndarray,

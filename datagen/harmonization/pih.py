@@ -25,6 +25,7 @@ full-resolution tensor on the device.
 from __future__ import annotations
 
 import argparse
+import optparse
 from pathlib import Path
 from typing import Any
 
@@ -65,9 +66,9 @@ class PihHarmonizer:
 
         model_module = import_from_checkout(root, "model", backend="pih", option="checkout")
         model = model_module.Model_Composite_PL(**INFERENCE_KWARGS, light=light, Eff_bool=light)
-        # PIH saves {"epoch", "state_dict", "args": argparse.Namespace}; allow just that class so
-        # the checkpoint still loads with weights_only=True (no arbitrary code from a pickle).
-        with torch.serialization.safe_globals([argparse.Namespace]):
+        # PIH_train.py saves {"epoch", "state_dict", "args": optparse.Values}; allowing just the
+        # options classes keeps weights_only=True (a checkpoint cannot run code when loaded).
+        with torch.serialization.safe_globals([optparse.Values, argparse.Namespace]):
             state = torch.load(ckpt, map_location="cpu", weights_only=True)
         try:
             model.load_state_dict(state["state_dict"] if "state_dict" in state else state)

@@ -58,6 +58,9 @@ _HUE_BOUNDS = ((15.0, "red"), (42.0, "orange"), (70.0, "yellow"), (165.0, "green
 # this factor, else the colour is called undecidable.
 MIN_SHARE = 0.45
 MIN_LEAD = 1.6
+# A majority vote is settled long before this many pixels; larger objects are subsampled with a
+# fixed stride (deterministic, and spread over the whole object).
+MAX_VOTERS = 4096
 
 
 def rgb_to_hsv(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -100,9 +103,24 @@ def color_votes(rgb_pixels: np.ndarray) -> dict[str, float]:
     pixels = np.asarray(rgb_pixels)
     if pixels.ndim != 2 or pixels.shape[1] != 3 or len(pixels) == 0:
         return {}
+    if len(pixels) > MAX_VOTERS:
+        pixels = pixels[:: -(-len(pixels) // MAX_VOTERS)]
     counts = np.bincount(classify_pixels(pixels), minlength=len(COLOR_NAMES))
     total = counts.sum()
     return {COLOR_NAMES[i]: counts[i] / total for i in np.flatnonzero(counts)}
+
+
+def name_from_votes(votes: dict[str, float]) -> str | None:
+    """The winning name of ``color_votes`` output, or None unless it has ``MIN_SHARE`` of the
+    pixels and a ``MIN_LEAD`` lead over the runner-up."""
+    if not votes:
+        return None
+    ranked = sorted(votes.items(), key=lambda kv: kv[1], reverse=True)
+    best_name, best = ranked[0]
+    runner_up = ranked[1][1] if len(ranked) > 1 else 0.0
+    if best < MIN_SHARE or best < MIN_LEAD * runner_up:
+        return None
+    return best_name
 
 
 def color_name(rgb_pixels: np.ndarray, *, min_pixels: int = 16) -> str | None:
@@ -114,17 +132,19 @@ def color_name(rgb_pixels: np.ndarray, *, min_pixels: int = 16) -> str | None:
     pixels = np.asarray(rgb_pixels)
     if pixels.ndim != 2 or len(pixels) < min_pixels:
         return None
-    votes = sorted(color_votes(pixels).items(), key=lambda kv: kv[1], reverse=True)
-    best_name, best = votes[0]
-    runner_up = votes[1][1] if len(votes) > 1 else 0.0
-    if best < MIN_SHARE or best < MIN_LEAD * runner_up:
-        return None
-    return best_name
+    return name_from_votes(color_votes(pixels))
+
+
+def instance_color_votes(image: np.ndarray, mask: np.ndarray | None, *, min_pixels: int = 16) -> dict[str, float]:
+    """``color_votes`` of the pixels of ``image`` (HxWx3 uint8) under ``mask`` (HxW bool); empty
+    without a mask or with fewer than ``min_pixels`` pixels."""
+    if mask is None:
+        return {}
+    pixels = image[mask]
+    return color_votes(pixels) if len(pixels) >= min_pixels else {}
 
 
 def instance_color(image: np.ndarray, mask: np.ndarray | None) -> str | None:
     """Colour name of the pixels of ``image`` (HxWx3 uint8) under ``mask`` (HxW bool); None
     without a mask or when undecidable."""
-    if mask is None:
-        return None
-    return color_name(image[mask])
+    return name_from_votes(instance_color_votes(image, mask))

@@ -22,7 +22,10 @@ constants:
   and while a competitor is cut nothing is called bigger/biggest.
 * **color**: ``attributes["color"]`` when annotated, else ``colors.color_name`` of the masked
   pixels. Unique only when the target's colour is known and every competitor's colour is known and
-  different (an undecidable competitor might be read as the same colour).
+  different (an undecidable competitor might be read as the same colour), and, for estimated
+  colours, when neither object has ``COLOR_OVERLAP`` or more of its pixels voting for the other's
+  name: two copies of one orange-brown cat lit a little differently can fall on either side of
+  the orange/brown line, and must not be told apart by it.
 * **mirror**: ``attributes["in_mirror"]``. The only reflected instance is "the cat in the mirror";
   the only non-reflected one, when at least one is reflected, is "the cat outside the mirror".
 * **count**: the only instance of its category (and not a reflection) is "the cup". This holds in
@@ -37,7 +40,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Iterable
 
-from datagen.instructions.colors import instance_color
+from datagen.instructions.colors import instance_color_votes, name_from_votes
 from datagen.schema import ImageRecord, Instance
 
 ATTRIBUTES = ("location", "size", "color", "mirror", "count")
@@ -45,6 +48,7 @@ ATTRIBUTES = ("location", "size", "color", "mirror", "count")
 LOCATION_GAP_OF_WIDTH = 0.5   # centre gap >= this x mean width of the two boxes
 LOCATION_GAP_OF_IMAGE = 0.04  # ... and >= this x image width
 SIZE_RATIO = 1.5              # area ratio to the nearest competitor, by box and by mask
+COLOR_OVERLAP = 0.2           # pixel share voting for the other object's colour name
 BORDER_PX = 1.0               # a box this close to an image edge is cut by the border
 RELATION_GAP_OF_EXTENT = 0.5  # relation_to: centre offset >= this x mean box extent on that axis
 
@@ -76,8 +80,7 @@ class _Facts:
     mask_area: int | None
     in_mirror: bool
     touches_border: bool
-    _color: str | None = field(default=None, repr=False)
-    _color_done: bool = field(default=False, repr=False)
+    _color: tuple[str | None, dict] | None = field(default=None, repr=False)
 
 
 def _facts(inst: Instance, hw: tuple[int, int]) -> _Facts:
@@ -110,11 +113,15 @@ class _Scene:
         category = self.facts[instance_id].instance.category
         return [f for f in self.facts.values() if f.instance.category == category]
 
-    def color(self, f: _Facts) -> str | None:
-        if not f._color_done:
+    def color(self, f: _Facts) -> tuple[str | None, dict]:
+        """(colour name or None, pixel votes; empty for an annotated colour)."""
+        if f._color is None:
             annotated = f.instance.attributes.get("color")
-            f._color = str(annotated) if annotated else instance_color(self.record.image, f.instance.mask)
-            f._color_done = True
+            if annotated:
+                f._color = (str(annotated), {})
+            else:
+                votes = instance_color_votes(self.record.image, f.instance.mask)
+                f._color = (name_from_votes(votes), votes)
         return f._color
 
 
@@ -172,13 +179,15 @@ def _size(target: _Facts, peers: list[_Facts]) -> str | None:
 def _color(scene: _Scene, target: _Facts, peers: list[_Facts]) -> str | None:
     if len(peers) < 2:
         return None  # a lone instance is named by count; colour would add an estimate's risk
-    mine = scene.color(target)
+    mine, my_votes = scene.color(target)
     if mine is None:
         return None
     for other in peers:
         if other is not target:
-            theirs = scene.color(other)
+            theirs, their_votes = scene.color(other)
             if theirs is None or theirs == mine:
+                return None
+            if my_votes.get(theirs, 0.0) >= COLOR_OVERLAP or their_votes.get(mine, 0.0) >= COLOR_OVERLAP:
                 return None
     return mine
 
@@ -269,12 +278,4 @@ def anchor_phrase(record: ImageRecord, anchor_id: str, *, ignore: Iterable[str] 
         return f"the {target.instance.category}"
     found = _expressions(scene, anchor_id)
     return found[0].phrase if found else None
-
-
-def instance_by_id(record: ImageRecord, instance_id: str) -> Instance:
-    """The instance called ``instance_id`` in ``record`` (KeyError if absent)."""
-    for inst in record.instances:
-        if inst.id == instance_id:
-            return inst
-    raise KeyError(f"record {record.id} has no instance {instance_id!r}")
 

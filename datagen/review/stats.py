@@ -16,9 +16,9 @@ def queue_stats(store: ReviewStore, *, conflicted_limit: int = 50) -> dict:
     with store.db.read() as tx:
         by_status = dict(tx.all("SELECT status, COUNT(*) FROM items GROUP BY status"))
         by_op = tx.all("SELECT op, status, COUNT(*) FROM items GROUP BY op, status")
-        votes = tx.all("SELECT item_id, reviewer, verdict FROM decisions WHERE undone_at IS NULL")
+        votes = tx.all("SELECT item_id, reviewer, verdict FROM decisions WHERE undone_at IS NULL ORDER BY id")
         actions = tx.all("SELECT actor, action, COUNT(*) FROM audit GROUP BY actor, action")
-        last_hour = tx.one("SELECT COUNT(*) FROM decisions WHERE at >= ?", (now - 3600,))[0]
+        last_hour = tx.one("SELECT COUNT(*) FROM decisions WHERE at >= ? AND undone_at IS NULL", (now - 3600,))[0]
         leased = tx.one("SELECT COUNT(*) FROM items WHERE status = 'pending' AND lease_until >= ?", (now,))[0]
         conflicted = tx.all("SELECT id, instruction FROM items WHERE status = 'conflicted' ORDER BY id LIMIT ?",
                             (conflicted_limit,))

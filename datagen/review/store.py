@@ -34,6 +34,7 @@ from .records import ITEM_COLUMNS, agreement_status, item_view, review_record
 VERDICTS = ("approve", "reject")
 AGREEMENT_RULES = ("unanimous", "majority")
 DEFAULTS = {"reviews_per_item": "1", "agreement": "unanimous"}
+AUTH_CACHE_S = 5.0
 
 
 class QueueError(Exception):
@@ -60,6 +61,9 @@ class ReviewStore:
         self._blobs = blobs
         self.lease_seconds = float(lease_seconds)
         self.undo_window_s = float(undo_window_s)
+        self._auth_cache: dict[str, tuple[auth.Reviewer, float]] = {}
+        # Wall-clock seconds for leases and timestamps; tests substitute a controllable clock.
+        self.clock = time.time
 
     def close(self) -> None:
         self.db.close()
@@ -103,10 +107,24 @@ class ReviewStore:
     # -- reviewers ----------------------------------------------------------------------------
     def add_reviewer(self, name: str, *, admin: bool = False) -> str:
         """Create a reviewer (or replace their token); returns the plain token, shown once."""
+        self._auth_cache.clear()
         return auth.add_reviewer(self.db, name, admin=admin)
 
     def authenticate(self, token: str | None) -> auth.Reviewer | None:
-        return auth.reviewer_for_token(self.db, token)
+        """The reviewer a token belongs to, or None. Hits are cached for ``AUTH_CACHE_S`` seconds
+        (every request authenticates; a renewed token takes effect within that time)."""
+        if not token:
+            return None
+        now = time.monotonic()
+        hit = self._auth_cache.get(token)
+        if hit is not None and hit[1] > now:
+            return hit[0]
+        reviewer = auth.reviewer_for_token(self.db, token)
+        if reviewer is not None:
+            if len(self._auth_cache) > 10_000:
+                self._auth_cache.clear()
+            self._auth_cache[token] = (reviewer, now + AUTH_CACHE_S)
+        return reviewer
 
     # -- enqueue ------------------------------------------------------------------------------
     def add(self, sample: EditSample, *, case_id: str | None = None, required: int | None = None) -> bool:
@@ -127,7 +145,7 @@ class ReviewStore:
             known = {row[0] for row in _chunked_in(tx, "SELECT key FROM items WHERE key IN ({})",
                                                   [s.key for s in samples])}
         required = int(required or self.reviews_per_item)
-        rows, now = [], time.time()
+        rows, now = [], self.clock()
         for sample in samples:
             if sample.key in known:
                 continue  # skip the image encoding for a rerun
@@ -161,7 +179,7 @@ class ReviewStore:
         If they already hold one (a page reload, a heartbeat) that item is returned and its lease
         renewed, so a reviewer holds at most one item.
         """
-        now = time.time()
+        now = self.clock()
         until = now + self.lease_seconds
         with self.db.write() as tx:
             row = tx.one(
@@ -180,49 +198,64 @@ class ReviewStore:
                     (reviewer, until, now, reviewer, reviewer))
             if row is None:
                 return None
-            case = tx.one("SELECT COUNT(*), SUM(CASE WHEN id < ? THEN 1 ELSE 0 END) FROM items "
-                          "WHERE case_id = ?", (row[0], row[2]))
-            done = tx.one("SELECT COUNT(*) FROM decisions WHERE item_id = ? AND undone_at IS NULL", (row[0],))
-        return item_view(row, case_size=case[0], case_index=int(case[1] or 0) + 1, reviews_done=done[0])
+        with self.db.read() as tx:
+            # Shown beside the item ("candidate 2 of 4", "review 2 of 3"); read outside the write
+            # transaction so it does not hold the SQLite write lock.
+            size, before, done = tx.one(
+                "SELECT (SELECT COUNT(*) FROM items WHERE case_id = ?), "
+                "(SELECT COUNT(*) FROM items WHERE case_id = ? AND id < ?), "
+                "(SELECT COUNT(*) FROM decisions WHERE item_id = ? AND undone_at IS NULL)",
+                (row[2], row[2], row[0], row[0]))
+        return item_view(row, case_size=size, case_index=before + 1, reviews_done=done)
 
     def decide(self, item_id: int, reviewer: str, verdict: str) -> dict:
         """Record ``verdict`` (approve / reject) by ``reviewer``; returns the item's new status.
 
         Raises ``NotFound``, or ``QueueError`` with code ``lease_lost`` (another reviewer holds
-        it now), ``closed`` (already decided by others), ``already_decided`` (this reviewer gave
-        the other verdict; undo first) or ``published``.
+        it now), ``closed`` (already decided by others) or ``already_decided`` (this reviewer
+        gave the other verdict; undo first).
         """
         if verdict not in VERDICTS:
             raise QueueError("bad_verdict", f"verdict must be one of {VERDICTS}, got {verdict!r}")
-        now = time.time()
+        now = self.clock()
         with self.db.write() as tx:
-            item = self._lock_item(tx, item_id)
-            status, required, holder, lease_until = item[1], item[2], item[3], item[4]
-            mine = tx.one("SELECT verdict FROM decisions WHERE item_id = ? AND reviewer = ? "
-                          "AND undone_at IS NULL", (item_id, reviewer))
+            # One round trip for everything the decision depends on (it matters on Postgres).
+            row = tx.one(
+                "SELECT i.status, i.required, i.lease_reviewer, i.lease_until, "
+                "(SELECT d.verdict FROM decisions d WHERE d.item_id = i.id AND d.reviewer = ? AND d.undone_at IS NULL), "
+                "(SELECT COUNT(*) FROM decisions d WHERE d.item_id = i.id AND d.undone_at IS NULL "
+                "AND d.verdict = 'approve'), "
+                "(SELECT COUNT(*) FROM decisions d WHERE d.item_id = i.id AND d.undone_at IS NULL "
+                "AND d.verdict = 'reject'), "
+                "(SELECT value FROM settings WHERE name = 'agreement'), "
+                "(SELECT COUNT(*) FROM skips s WHERE s.item_id = i.id AND s.reviewer = ?) "
+                f"FROM items i WHERE i.id = ?{self.db.for_update}", (reviewer, reviewer, int(item_id)))
+            if row is None:
+                raise NotFound("no_item", f"no item {item_id}")
+            status, required, holder, lease_until, mine, approvals, rejections, rule, skipped = row
             if mine is not None:
-                if mine[0] != verdict:
-                    raise QueueError("already_decided", f"you already chose {mine[0]} for this item; undo it first")
+                if mine != verdict:
+                    raise QueueError("already_decided", f"you already chose {mine} for this item; undo it first")
                 return {"item_id": item_id, "status": status, "verdict": verdict, "repeated": True}
             if status != "pending":
                 raise QueueError("closed", f"this item is already {status}")
             if holder not in (None, reviewer) and lease_until is not None and lease_until >= now:
                 raise QueueError("lease_lost", "your lease ran out and another reviewer has this item now")
+            verdicts = ["approve"] * approvals + ["reject"] * rejections + [verdict]
+            new_status = agreement_status(verdicts, required, rule or DEFAULTS["agreement"])
             tx.run("INSERT INTO decisions (item_id, reviewer, verdict, at) VALUES (?, ?, ?, ?)",
                    (item_id, reviewer, verdict, now))
-            verdicts = [r[0] for r in tx.all("SELECT verdict FROM decisions WHERE item_id = ? "
-                                             "AND undone_at IS NULL ORDER BY id", (item_id,))]
-            new_status = agreement_status(verdicts, required, self.agreement_in(tx))
             tx.run("UPDATE items SET status = ?, lease_reviewer = NULL, lease_until = NULL, decided_at = ? "
                    "WHERE id = ?", (new_status, now if new_status != "pending" else None, item_id))
-            tx.run("DELETE FROM skips WHERE item_id = ? AND reviewer = ?", (item_id, reviewer))
+            if skipped:
+                tx.run("DELETE FROM skips WHERE item_id = ? AND reviewer = ?", (item_id, reviewer))
             self._audit(tx, now, reviewer, verdict, item_id, {"status": new_status})
         return {"item_id": item_id, "status": new_status, "verdict": verdict, "repeated": False}
 
     def skip(self, item_id: int, reviewer: str) -> None:
         """Pass on an item: release it and do not offer it to this reviewer again (until
         ``clear_skips``)."""
-        now = time.time()
+        now = self.clock()
         with self.db.write() as tx:
             self._lock_item(tx, item_id)
             tx.run("INSERT INTO skips (item_id, reviewer, at) VALUES (?, ?, ?) "
@@ -235,13 +268,13 @@ class ReviewStore:
         """Offer this reviewer the items they skipped again; returns how many."""
         with self.db.write() as tx:
             n = tx.run("DELETE FROM skips WHERE reviewer = ?", (reviewer,))
-            self._audit(tx, time.time(), reviewer, "clear-skips", None, {"count": n})
+            self._audit(tx, self.clock(), reviewer, "clear-skips", None, {"count": n})
         return n
 
     def undo(self, reviewer: str) -> dict | None:
         """Withdraw the reviewer's latest decision and re-open its item; None if there is none
         (within ``undo_window_s``). The item is leased back to them unless someone else holds it."""
-        now = time.time()
+        now = self.clock()
         with self.db.write() as tx:
             last = tx.one("SELECT id, item_id, verdict FROM decisions WHERE reviewer = ? AND undone_at IS NULL "
                           "AND at >= ? ORDER BY id DESC LIMIT 1", (reviewer, now - self.undo_window_s))
@@ -270,7 +303,7 @@ class ReviewStore:
         if verdict not in VERDICTS:
             raise QueueError("bad_verdict", f"verdict must be one of {VERDICTS}, got {verdict!r}")
         status = "approved" if verdict == "approve" else "rejected"
-        now = time.time()
+        now = self.clock()
         with self.db.write() as tx:
             item = self._lock_item(tx, item_id)
             if item[1] != "conflicted":
@@ -358,7 +391,7 @@ class ReviewStore:
                                          "AND published_at IS NULL ORDER BY id")]
 
     def mark_published(self, item_ids: Iterable[int], actor: str = "publish") -> None:
-        now = time.time()
+        now = self.clock()
         with self.db.write() as tx:
             for item_id in item_ids:
                 if tx.run("UPDATE items SET published_at = ? WHERE id = ? AND published_at IS NULL",

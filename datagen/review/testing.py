@@ -7,6 +7,8 @@ a temporary folder; ``ReviewServer`` runs ``python -m datagen review serve`` und
 from __future__ import annotations
 
 import glob
+import http.client
+import json
 import os
 import pwd
 import shutil
@@ -19,6 +21,7 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -76,7 +79,9 @@ def temporary_postgres(bin_dir: Path | None = None) -> Iterator[str]:
         yield url
     finally:
         if proc is not None and proc.poll() is None:
-            proc.send_signal(signal.SIGINT)  # "fast" shutdown: roll back sessions, exit cleanly
+            # "Immediate" shutdown: no final checkpoint, which would only flush pages of a data
+            # folder we are about to delete.
+            proc.send_signal(signal.SIGQUIT)
             try:
                 proc.wait(timeout=20)
             except subprocess.TimeoutExpired:
@@ -169,49 +174,68 @@ class ReviewerClient:
     A transport error (server killed, restarting) is retried: ``next`` simply again, a decision
     on the same item again (deciding is idempotent for the same verdict), so a decision counts
     as acknowledged only when a 200 came back. Records what it saw for the caller to check.
+    Uses the standard library's ``http.client`` over one keep-alive connection: it costs the
+    client a fraction of the CPU of a full-featured client, which matters when 20 clients and the
+    server share two cores.
     """
 
     def __init__(self, base_url: str, name: str, token: str, *, choose=None, outage_s: float = 60.0):
         self.name = name
         self.choose = choose or (lambda item_id: "approve")
         self.outage_s = outage_s
-        self.http = httpx.Client(base_url=base_url, headers={"Authorization": f"Bearer {token}"},
-                                 timeout=30.0)
+        parts = urlsplit(base_url)
+        self._address = (parts.hostname, parts.port)
+        self._headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
+        self._conn: http.client.HTTPConnection | None = None
         self.claims: list[int] = []                  # item ids /api/next handed to us
         self.acks: list[tuple[int, str]] = []        # (item id, verdict) answered 200
         self.refused: list[tuple[int, int, str]] = []  # (item id, status, error code)
         self.transport_errors = 0
         self.latency: dict[str, list[float]] = {"next": [], "decide": []}
 
-    def _request(self, kind: str, method: str, path: str) -> httpx.Response:
+    def _send(self, method: str, path: str) -> tuple[int, dict]:
+        if self._conn is None:
+            self._conn = http.client.HTTPConnection(*self._address, timeout=30)
+        self._conn.request(method, path, headers=self._headers)
+        response = self._conn.getresponse()
+        return response.status, json.loads(response.read() or b"{}")
+
+    def _request(self, kind: str, method: str, path: str) -> tuple[int, dict]:
         deadline = time.monotonic() + self.outage_s
         while True:
             start = time.perf_counter()
             try:
-                response = self.http.request(method, path)
-            except httpx.TransportError:
+                result = self._send(method, path)
+            except (OSError, http.client.HTTPException):
                 self.transport_errors += 1
+                self._close()
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.05)
                 continue
             self.latency[kind].append(time.perf_counter() - start)
-            return response
+            return result
+
+    def _close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
 
     def run(self) -> "ReviewerClient":
         try:
             while True:
-                response = self._request("next", "GET", "/api/next")
-                response.raise_for_status()
-                item = response.json()["item"]
+                status, body = self._request("next", "GET", "/api/next")
+                if status != 200:
+                    raise RuntimeError(f"{self.name}: /api/next answered {status}: {body}")
+                item = body["item"]
                 if item is None:
                     return self
                 self.claims.append(item["id"])
                 verdict = self.choose(item["id"])
-                response = self._request("decide", "POST", f"/api/items/{item['id']}/{verdict}")
-                if response.status_code == 200:
+                status, body = self._request("decide", "POST", f"/api/items/{item['id']}/{verdict}")
+                if status == 200:
                     self.acks.append((item["id"], verdict))
                 else:
-                    self.refused.append((item["id"], response.status_code, response.json().get("error")))
+                    self.refused.append((item["id"], status, body.get("error")))
         finally:
-            self.http.close()
+            self._close()

@@ -18,7 +18,7 @@ from datagen.shards.reader import (
     verify_manifest,
     wids_dataset,
 )
-from datagen.shards.writer import ShardError, ShardWriter, WriterBusyError
+from datagen.shards.writer import ShardError, ShardWriter, WriterBusyError  # noqa: F401
 
 __all__ = [
     "ManifestError",

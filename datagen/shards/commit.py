@@ -101,16 +101,20 @@ def _sidecar(name: str, prefix: str, job: CommitJob, filesize: int, sha256: str)
     }
 
 
-def _write_durably(path: Path, data: bytes) -> None:
+def _write_new_file(path: Path, data: bytes, *, fsync: bool) -> None:
     with open(path, "xb") as fh:
         fh.write(data)
         fh.flush()
-        os.fsync(fh.fileno())
+        if fsync:
+            os.fsync(fh.fileno())
 
 
-def commit_shard(job: CommitJob, state: CommittedState, prefix: str, seq: int) -> tuple[Path, int]:
+def commit_shard(job: CommitJob, state: CommittedState, prefix: str, seq: int, *,
+                 fsync: bool = True) -> tuple[Path, int]:
     """Commit ``job`` as ``data_dir/PREFIX-SEQ.tar``; returns ``(path, keys dropped)``.
 
+    With ``fsync`` the tar, the sidecar and the folder are fsynced before and after the renames, so
+    the commit survives a power loss; without it, it still survives the writer process dying.
     Keys that another writer committed meanwhile are dropped (``job.shard`` is replaced by a
     rewritten shard). On any failure the temporary files are deleted and nothing is committed.
     """
@@ -123,14 +127,15 @@ def commit_shard(job: CommitJob, state: CommittedState, prefix: str, seq: int) -
                 dropped = job.shard.keys & state.keys
             if dropped:
                 job.shard = job.shard.without(dropped)
-            filesize, sha256 = job.shard.finish()
+            filesize, sha256 = job.shard.finish(fsync=fsync)
             final = data_dir / shard_name(prefix, seq)
             sidecar_tmp = job.shard.path.with_name(job.shard.path.name.replace(".tar.part", ".json.part"))
             sidecar = _sidecar(final.name, prefix, job, filesize, sha256)
-            _write_durably(sidecar_tmp, json.dumps(sidecar, indent=1).encode("utf-8"))
+            _write_new_file(sidecar_tmp, json.dumps(sidecar, indent=1).encode("utf-8"), fsync=fsync)
             os.replace(job.shard.path, final)
             os.replace(sidecar_tmp, sidecar_path(final))  # the commit point
-            fsync_dir(data_dir)
+            if fsync:
+                fsync_dir(data_dir)
     except BaseException:
         job.shard.abort()
         if sidecar_tmp is not None:

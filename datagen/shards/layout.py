@@ -68,8 +68,15 @@ class CommittedShard:
         return sidecar_path(self.tar)
 
     def load_sidecar(self) -> dict:
-        with open(self.sidecar, "rb") as fh:
-            return json.load(fh)
+        """The sidecar's JSON; ``ValueError`` naming the file if it is unreadable or not an object."""
+        try:
+            with open(self.sidecar, "rb") as fh:
+                sidecar = json.load(fh)
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"sidecar {self.sidecar} is unreadable: {exc}") from exc
+        if not isinstance(sidecar, dict):
+            raise ValueError(f"sidecar {self.sidecar} is not a JSON object")
+        return sidecar
 
 
 def committed_shards(data_dir: Path | str) -> list[CommittedShard]:

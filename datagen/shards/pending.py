@@ -11,14 +11,23 @@ from pathlib import Path
 from datagen.shards.layout import PARTIAL_DIR
 from datagen.shards.tario import end_of_archive, iter_tar_samples, member_header, padding
 
-_WRITE_BUFFER = 1 << 20
+
+def _write_all(fd: int, buffers: list[bytes]) -> None:
+    """Write ``buffers`` in order with one ``writev`` (no copy into a user-space buffer)."""
+    total = sum(len(buf) for buf in buffers)
+    written = os.writev(fd, buffers)
+    if written < total:  # rare (signals, huge writes): finish byte-exactly
+        rest = memoryview(b"".join(buffers))[written:]
+        while rest:
+            rest = rest[os.write(fd, rest):]
 
 
 class BackgroundSha256:
     """SHA-256 computed on a helper thread, in submission order.
 
-    ``hashlib`` releases the GIL for large buffers, so hashing overlaps the file writes instead of
-    adding to them; the bounded queue keeps at most a few samples' bytes alive.
+    ``hashlib`` releases the GIL for large buffers, so on a machine with a free core hashing overlaps
+    the file writes instead of adding to them; the bounded queue keeps at most 32 samples' bytes
+    alive.
     """
 
     def __init__(self):
@@ -59,7 +68,7 @@ class PendingShard:
         self.size = 0
         self.rows: list[dict] = []
         self.keys: set[str] = set()
-        self._fh = open(self.path, "xb", buffering=_WRITE_BUFFER)
+        self._fh = open(self.path, "xb", buffering=0)
         self._hash = BackgroundSha256()
 
     @property
@@ -71,21 +80,20 @@ class PendingShard:
         buffers = []
         for name, data in entries:
             buffers += (member_header(name, len(data), self.mtime), data, padding(len(data)))
-        for buf in buffers:
-            self._fh.write(buf)
+        _write_all(self._fh.fileno(), buffers)
         self._hash.update(buffers)
         self.size += sum(len(buf) for buf in buffers)
         self.rows.append(row)
         self.keys.add(key)
 
-    def finish(self) -> tuple[int, str]:
-        """End the archive, flush and fsync it; return ``(filesize, sha256 hex)``."""
+    def finish(self, *, fsync: bool = True) -> tuple[int, str]:
+        """End the archive (and fsync it); return ``(filesize, sha256 hex)``."""
         tail = end_of_archive(self.size)
-        self._fh.write(tail)
+        _write_all(self._fh.fileno(), [tail])
         self._hash.update([tail])
         self.size += len(tail)
-        self._fh.flush()
-        os.fsync(self._fh.fileno())
+        if fsync:
+            os.fsync(self._fh.fileno())
         self._fh.close()
         return self.size, self._hash.hexdigest()
 
@@ -99,8 +107,7 @@ class PendingShard:
     def without(self, drop: set[str]) -> "PendingShard":
         """A new pending shard holding every sample of this one except the keys in ``drop``;
         this one is deleted. Used when a concurrent writer committed some of our keys first."""
-        self._fh.write(end_of_archive(self.size))
-        self._fh.flush()
+        _write_all(self._fh.fileno(), [end_of_archive(self.size)])
         rows = {row["key"]: row for row in self.rows}
         fresh = PendingShard(self.path.parent.parent, self.prefix, self.mtime)
         try:

@@ -31,8 +31,10 @@ class QuarantineLog:
     """Append-only JSONL log; a record id already in the file (from any earlier run) is not
     appended again, so reruns do not inflate the counts."""
 
-    def __init__(self, path: Path | str):
+    def __init__(self, path: Path | str, *, fsync: bool = True):
         self.path = Path(path)
+        self._fsync = fsync
+        self._appended = False
         self._ids = {entry["id"] for entry in read_quarantine_log(self.path)}
         self._fh = open(self.path, "ab")
         # A killed writer may have left half a line; start ours on a fresh one.
@@ -57,10 +59,12 @@ class QuarantineLog:
         self._fh.write(json.dumps(entry, sort_keys=True, default=str).encode("utf-8") + b"\n")
         self._fh.flush()
         self._ids.add(q.id)
+        self._appended = True
         return True
 
     def close(self) -> None:
         if not self._fh.closed:
             self._fh.flush()
-            os.fsync(self._fh.fileno())
+            if self._fsync and self._appended:
+                os.fsync(self._fh.fileno())
             self._fh.close()

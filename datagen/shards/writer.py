@@ -14,54 +14,35 @@ Exactly-once rests on two mechanisms (see ``layout`` for the files):
 from __future__ import annotations
 
 import json
-import os
-import socket
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
-import datagen
 from datagen.imageio import encode_image, encode_mask
 from datagen.schema import _KEY_RE, EditSample, Quarantined, SampleError
-from datagen.shards.index import count_rows, index_row
+from datagen.shards.commit import CommitJob, CommittedState, ShardError, commit_shard
+from datagen.shards.index import index_row
 from datagen.shards.layout import (
     LOCK_DIR,
     PARTIAL_DIR,
     check_prefix,
-    commit_lock,
     committed_shards,
-    fsync_dir,
     prefix_lock,
     quarantine_path,
     remove_stale_files,
     remove_stale_files_of_dead_writers,
-    shard_name,
-    sidecar_path,
 )
 from datagen.shards.pending import PendingShard
 from datagen.shards.quarantine import QuarantineLog
 from datagen.shards.tario import MAX_MEMBER_NAME, member_span
 
-SIDECAR_FORMAT = "smartedit-shard-sidecar/1"
 IMAGE_FORMATS = ("png", "jpg")
 
-
-class ShardError(RuntimeError):
-    """The data folder is in a state the writer cannot safely continue from."""
+__all__ = ["ShardWriter", "ShardError", "WriterBusyError"]
 
 
 class WriterBusyError(ShardError):
     """Another live writer holds the same prefix in the same data folder."""
-
-
-def _write_durably(path: Path, data: bytes) -> None:
-    with open(path, "xb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-
-
-def _utc_now() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
 class ShardWriter:
@@ -70,14 +51,17 @@ class ShardWriter:
     Each sample becomes ``KEY.src.{png|jpg}``, ``KEY.tgt.{png|jpg}``, ``KEY.mask.png`` (L mode,
     255 = edit region) and ``KEY.json`` (``sample.metadata()``). A shard rolls over after
     ``maxcount`` samples or before it would pass ``maxsize`` bytes, and is committed atomically
-    (temporary name, fsync, rename, then its sidecar ``{shard}.json``). Use as a context manager;
+    (temporary name, fsync, rename, then its sidecar ``{shard}.json``). Commits run on a helper
+    thread, so the fsync of one shard overlaps writing the next; ``flush()`` and ``close()`` wait
+    for them, and an error in a commit is raised by the next call. Use as a context manager:
     leaving the block commits the pending shard. Writers with different prefixes may share a data
     folder, also from separate processes; a second live writer of the same prefix raises
-    ``WriterBusyError``.
+    ``WriterBusyError``. ``fsync=False`` skips the fsyncs: commits then survive the writer being
+    killed (the page cache outlives it) but not a power loss or kernel crash; for scratch disks.
     """
 
     def __init__(self, data_dir, prefix: str, *, maxcount: int = 1000, maxsize: float = 3e8,
-                 image_format: str = "png"):
+                 image_format: str = "png", fsync: bool = True):
         if int(maxcount) < 1 or float(maxsize) <= 0:
             raise ValueError(f"maxcount must be >= 1 and maxsize > 0, got {maxcount}, {maxsize}")
         if image_format not in IMAGE_FORMATS:
@@ -85,6 +69,7 @@ class ShardWriter:
         self.data_dir = Path(data_dir)
         self.prefix = check_prefix(prefix)
         self.maxcount, self.maxsize, self.image_format = int(maxcount), float(maxsize), image_format
+        self.fsync = bool(fsync)
         for folder in (self.data_dir, self.data_dir / PARTIAL_DIR, self.data_dir / LOCK_DIR):
             folder.mkdir(parents=True, exist_ok=True)
         self._lock = prefix_lock(self.data_dir, prefix)
@@ -95,14 +80,11 @@ class ShardWriter:
         try:
             remove_stale_files(self.data_dir, prefix)
             remove_stale_files_of_dead_writers(self.data_dir, skip_prefix=prefix)
-            self._committed_keys: set[str] = set()
-            self._done_records: set[str] = set()
-            self._committed_skips: set[tuple[str, str]] = set()
-            self._loaded_sidecars: set[str] = set()
             own = [s.seq for s in committed_shards(self.data_dir) if s.prefix == prefix]
             self._next_seq = max(own) + 1 if own else 0
-            self._refresh_committed()
-            self._quarantine = QuarantineLog(quarantine_path(self.data_dir, prefix))
+            self._state = CommittedState(self.data_dir)
+            self._state.refresh()
+            self._quarantine = QuarantineLog(quarantine_path(self.data_dir, prefix), fsync=self.fsync)
         except BaseException:
             self._lock.release()
             raise
@@ -110,37 +92,31 @@ class ShardWriter:
         self._shard: PendingShard | None = None
         self._pending_marks: set[str] = set()
         self._pending_skips: set[tuple[str, str]] = set()
+        self._inflight: CommitJob | None = None
+        self._inflight_future: Future | None = None
+        self._failed: BaseException | None = None
+        self._committer = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"commit-{prefix}")
         self.shards: list[Path] = []  # committed by this writer, in order
         self.written = 0  # samples accepted by write()/write_encoded()
         self.duplicates = 0  # samples refused because their key was already written
         self.dropped_at_commit = 0  # accepted, then dropped: a concurrent writer committed the key first
 
-    # ----- state from committed sidecars -----
+    # ----- what exists -----
 
     @property
-    def done_records(self) -> set[str]:
-        """Ids of source records whose samples are all committed (by any writer in ``data_dir``)."""
-        return self._done_records
+    def done_records(self) -> frozenset[str]:
+        """Snapshot of the ids of source records whose samples are all committed (by any writer in
+        ``data_dir``); take it once per run rather than once per record."""
+        with self._state.lock:
+            return frozenset(self._state.done_records)
 
     def has_key(self, key: str) -> bool:
-        """True if ``key`` is committed in ``data_dir`` or pending in this writer."""
-        return key in self._committed_keys or (self._shard is not None and key in self._shard.keys)
-
-    def _refresh_committed(self) -> None:
-        for shard in committed_shards(self.data_dir):
-            if shard.tar.name in self._loaded_sidecars:
-                continue
-            try:
-                sidecar = shard.load_sidecar()
-                keys, done = sidecar["keys"], sidecar.get("records_done", [])
-                skipped = sidecar.get("skipped", {})
-            except (OSError, ValueError, KeyError, TypeError) as exc:
-                raise ShardError(f"cannot read the sidecar of committed shard {shard.tar}: {exc}; "
-                                 "without it the writer cannot tell which keys exist") from exc
-            self._committed_keys.update(keys)
-            self._done_records.update(done)
-            self._committed_skips.update((reason, i) for reason, ids in skipped.items() for i in ids)
-            self._loaded_sidecars.add(shard.tar.name)
+        """True if ``key`` is committed in ``data_dir`` or written earlier by this writer."""
+        with self._state.lock:
+            # The committer adds a shard's keys to the state before it clears ``_inflight``.
+            return (key in self._state.keys
+                    or (self._shard is not None and key in self._shard.keys)
+                    or (self._inflight is not None and key in self._inflight.shard.keys))
 
     # ----- writing -----
 
@@ -148,7 +124,7 @@ class ShardWriter:
         """Validate, encode and write ``sample``. Returns False (writing nothing) if its key is
         already committed in ``data_dir`` or written earlier by this writer. Raises ``SampleError``
         for an invalid sample."""
-        self._check_open()
+        self._check_usable()
         sample.validate()
         if self.has_key(sample.key):
             self.duplicates += 1
@@ -168,15 +144,14 @@ class ShardWriter:
         written from ``meta`` (the sample's metadata dict, whose ``"key"``, if present, must equal
         ``key``). Same return value as ``write``.
         """
-        self._check_open()
-        entries = self._member_entries(key, members, meta)
+        self._check_usable()
+        entries = _member_entries(key, members, meta)
         if self.has_key(key):
             self.duplicates += 1
             return False
         span = sum(member_span(len(data)) for _, data in entries)
-        shard = self._shard
-        if shard is not None and shard.count and shard.size + span > self.maxsize:
-            self._commit()
+        if self._shard is not None and self._shard.count and self._shard.size + span > self.maxsize:
+            self._hand_off()
         if self._shard is None:
             self._shard = PendingShard(self.data_dir, self.prefix, self._mtime)
         try:
@@ -188,140 +163,132 @@ class ShardWriter:
             raise
         self.written += 1
         if self._shard.count >= self.maxcount or self._shard.size >= self.maxsize:
-            self._commit()
+            self._hand_off()
         return True
-
-    @staticmethod
-    def _member_entries(key: str, members: dict[str, bytes], meta: dict) -> list[tuple[str, bytes]]:
-        if not isinstance(key, str) or not _KEY_RE.match(key):
-            raise SampleError(f"key {key!r} must be 1-128 characters of letters, digits, '_' or '-'")
-        if not isinstance(meta, dict) or meta.get("key", key) != key:
-            raise SampleError(f"meta must be a dict whose 'key' is {key!r}")
-        entries = []
-        for ext, data in members.items():
-            if not ext or ext.startswith(".") or "/" in ext or ext == "json":
-                raise SampleError(f"bad member extension {ext!r} (KEY.json is written from meta)")
-            if not isinstance(data, (bytes, bytearray, memoryview)):
-                raise SampleError(f"member {ext!r} must be bytes, got {type(data).__name__}")
-            entries.append((f"{key}.{ext}", bytes(data)))
-        try:
-            meta_bytes = json.dumps(dict(meta, key=key), ensure_ascii=False).encode("utf-8")
-        except (TypeError, ValueError) as exc:
-            raise SampleError(f"metadata of {key} is not JSON-serialisable: {exc}") from exc
-        entries.append((f"{key}.json", meta_bytes))
-        for name, _ in entries:
-            if len(name.encode("utf-8")) > MAX_MEMBER_NAME:
-                raise SampleError(f"tar member name {name!r} is longer than {MAX_MEMBER_NAME} bytes")
-        return entries
 
     def quarantine(self, q: Quarantined) -> bool:
         """Append ``q`` to ``data_dir/{prefix}.quarantine.jsonl``; False if its id is already there."""
-        self._check_open()
+        self._check_usable()
         return self._quarantine.append(q)
 
     def skip(self, reason: str, record_id: str) -> bool:
         """Count a builder or quality rejection (``reason`` like ``ambiguous``, ``quality:psnr``).
         Counted once per ``(reason, record_id)`` across reruns; False if already counted."""
-        self._check_open()
+        self._check_usable()
         item = (str(reason), str(record_id))
-        if item in self._committed_skips or item in self._pending_skips:
+        with self._state.lock:
+            known = item in self._state.skips or (self._inflight is not None and item in self._inflight.skips)
+        if known or item in self._pending_skips:
             return False
         self._pending_skips.add(item)
         return True
 
     def mark_record_done(self, record_id: str) -> None:
         """Declare every sample of ``record_id`` written; durable with the next commit."""
-        self._check_open()
+        self._check_usable()
         self._pending_marks.add(str(record_id))
 
     # ----- committing -----
 
     def flush(self) -> None:
-        """Commit the pending shard (and pending markers) now, even if it is not full."""
-        self._check_open()
+        """Commit the pending shard (and pending markers) and wait until it is durable."""
+        self._check_usable()
         if self._shard is not None or self._pending_marks or self._pending_skips:
-            self._commit()
+            self._hand_off()
+        self._wait_for_commit()
 
-    def _commit(self) -> None:
+    def _hand_off(self) -> None:
+        """Pass the pending shard to the committer thread (after the previous one finished)."""
+        self._wait_for_commit()
         # Markers and skips with no samples still need a commit unit: an empty shard carries them.
         shard = self._shard or PendingShard(self.data_dir, self.prefix, self._mtime)
-        self._shard = None
-        sidecar_tmp = shard.path.with_name(shard.path.name.replace(".tar.part", ".json.part"))
-        try:
-            with commit_lock(self.data_dir):
-                self._refresh_committed()
-                dropped = shard.keys & self._committed_keys
-                if dropped:
-                    shard = shard.without(dropped)
-                    sidecar_tmp = shard.path.with_name(shard.path.name.replace(".tar.part", ".json.part"))
-                    self.dropped_at_commit += len(dropped)
-                filesize, sha256 = shard.finish()
-                final = self.data_dir / shard_name(self.prefix, self._next_seq)
-                sidecar = self._sidecar(final.name, shard, filesize, sha256)
-                _write_durably(sidecar_tmp, json.dumps(sidecar, indent=1).encode("utf-8"))
-                os.replace(shard.path, final)
-                os.replace(sidecar_tmp, sidecar_path(final))
-                fsync_dir(self.data_dir)
-        except BaseException:
-            shard.abort()
-            sidecar_tmp.unlink(missing_ok=True)
-            raise
-        self._next_seq += 1
-        self._loaded_sidecars.add(final.name)
-        self._committed_keys |= shard.keys
-        self._done_records |= self._pending_marks
-        self._committed_skips |= self._pending_skips
+        job = CommitJob(shard, self._pending_marks, self._pending_skips)
+        with self._state.lock:
+            self._inflight, self._shard = job, None
         self._pending_marks, self._pending_skips = set(), set()
+        self._inflight_future = self._committer.submit(self._commit, job, self._next_seq)
+
+    def _commit(self, job: CommitJob, seq: int) -> None:
+        try:
+            final, dropped = commit_shard(job, self._state, self.prefix, seq, fsync=self.fsync)
+        finally:
+            with self._state.lock:
+                self._inflight = None
+        self._next_seq = seq + 1
+        self.dropped_at_commit += dropped
         self.shards.append(final)
 
-    def _sidecar(self, name: str, shard: PendingShard, filesize: int, sha256: str) -> dict:
-        skipped: dict[str, list[str]] = {}
-        for reason, record_id in sorted(self._pending_skips):
-            skipped.setdefault(reason, []).append(record_id)
-        return {
-            "format": SIDECAR_FORMAT,
-            "shard": name,
-            "prefix": self.prefix,
-            "nsamples": shard.count,
-            "filesize": filesize,
-            "sha256": sha256,
-            "keys": [row["key"] for row in shard.rows],
-            "counts": count_rows(shard.rows),
-            "skipped": skipped,
-            "records_done": sorted(self._pending_marks),
-            "samples": shard.rows,
-            "pipeline_version": datagen.PIPELINE_VERSION,
-            "created": _utc_now(),
-            "writer": {"host": socket.gethostname(), "pid": os.getpid()},
-        }
+    def _wait_for_commit(self) -> None:
+        future, self._inflight_future = self._inflight_future, None
+        if future is None:
+            return
+        try:
+            future.result()
+        except BaseException as exc:
+            self._failed = exc
+            raise
 
     def _abort_pending(self) -> None:
         if self._shard is not None:
             self._shard.abort()
             self._shard = None
-        # Markers may cover samples that were in the dropped shard; the rerun re-marks them.
+        # Markers may cover samples of the dropped shard; the rerun re-marks them.
         self._pending_marks.clear()
         self._pending_skips.clear()
 
     # ----- lifecycle -----
 
-    def _check_open(self) -> None:
+    def _check_usable(self) -> None:
         if self._closed:
             raise ValueError(f"ShardWriter for {self.data_dir}/{self.prefix} is closed")
+        if self._failed is not None:
+            raise ShardError(f"an earlier commit of {self.prefix} failed ({self._failed!r}); "
+                             "open a new writer to resume") from self._failed
 
     def close(self) -> None:
-        """Commit what is pending, then release the prefix lock. Idempotent."""
+        """Commit what is pending, wait for it, release the prefix lock. Idempotent. After a failed
+        commit, pending samples are discarded (a rerun rebuilds them) and the error is raised."""
         if self._closed:
             return
         try:
-            self.flush()
+            if self._failed is None:
+                self.flush()
         finally:
             self._closed = True
-            self._quarantine.close()
-            self._lock.release()
+            try:
+                self._wait_for_commit()
+            finally:
+                self._abort_pending()
+                self._committer.shutdown(wait=True)
+                self._quarantine.close()
+                self._lock.release()
 
     def __enter__(self) -> "ShardWriter":
         return self
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _member_entries(key: str, members: dict[str, bytes], meta: dict) -> list[tuple[str, bytes]]:
+    """Check a sample's key, members and metadata; return its ``(tar member name, bytes)`` list."""
+    if not isinstance(key, str) or not _KEY_RE.match(key):
+        raise SampleError(f"key {key!r} must be 1-128 characters of letters, digits, '_' or '-'")
+    if not isinstance(meta, dict) or meta.get("key", key) != key:
+        raise SampleError(f"meta must be a dict whose 'key' is {key!r}")
+    entries = []
+    for ext, data in members.items():
+        if not ext or ext.startswith(".") or "/" in ext or ext == "json":
+            raise SampleError(f"bad member extension {ext!r} (KEY.json is written from meta)")
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise SampleError(f"member {ext!r} must be bytes, got {type(data).__name__}")
+        entries.append((f"{key}.{ext}", bytes(data)))
+    try:
+        meta_bytes = json.dumps(dict(meta, key=key), ensure_ascii=False).encode("utf-8")
+    except (TypeError, ValueError) as exc:
+        raise SampleError(f"metadata of {key} is not JSON-serialisable: {exc}") from exc
+    entries.append((f"{key}.json", meta_bytes))
+    for name, _ in entries:
+        if len(name.encode("utf-8")) > MAX_MEMBER_NAME:
+            raise SampleError(f"tar member name {name!r} is longer than {MAX_MEMBER_NAME} bytes")
+    return entries

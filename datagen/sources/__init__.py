@@ -15,7 +15,7 @@ Every catalog accepts ``max_pixels=`` (images larger than this are quarantined a
 Reason codes a run may count: record level (``Quarantined.reason``) ``missing``, ``unreadable``,
 ``undecodable``, ``truncated``, ``oversized``, ``bad_mode``, ``size_mismatch``, ``bad_record``,
 ``bad_annotation``; instance level (``record.meta["dropped_instances"][i]["reason"]``)
-``bad_box``, ``empty_polygon``, ``bad_mask``, ``unknown_category``, ``bad_annotation``.
+``bad_box``, ``empty_polygon``, ``bad_polygon``, ``bad_mask``, ``unknown_category``, ``bad_annotation``.
 """
 from __future__ import annotations
 
@@ -46,11 +46,9 @@ def _open_json(path: Path, options: dict) -> Catalog:
     from datagen.sources.coco import CocoCatalog, is_coco_document, read_json_file
     from datagen.sources.folder import FolderCatalog
 
-    if path.suffix == ".jsonl":
-        return FolderCatalog(path.parent, annotations=path, **options)
-    if is_coco_document(read_json_file(path)):
+    if path.suffix != ".jsonl" and is_coco_document(read_json_file(path)):
         return CocoCatalog(path, **options)
-    images = options.pop("images", None)
+    images = options.pop("images", None)  # for a folder catalog: where its relative paths start
     return FolderCatalog(Path(images) if images else path.parent, annotations=path, **options)
 
 

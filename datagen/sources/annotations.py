@@ -8,6 +8,8 @@ catalog then drops that one instance, keeps the rest of the image, and lists the
 * ``bad_box``: non-finite, no area, or more than ``BOX_TOLERANCE`` pixels outside the image
   (boxes within the tolerance are clipped: exporters often round a box edge past the border);
 * ``empty_polygon``: no polygon with at least 3 points, or one that covers no pixel;
+* ``bad_polygon``: a vertex absurdly far outside the image (more than one image size beyond
+  it; rasterising such a polygon would allocate memory in proportion to its perimeter);
 * ``bad_mask``: an RLE whose size differs from the image or whose run lengths do not add up to
   height x width, or a mask that covers no pixel;
 * ``unknown_category``: a category the catalog does not define.
@@ -47,6 +49,8 @@ def dropped_entry(instance_id: str, problem: InstanceProblem) -> dict:
 def checked_box(box: Any, hw: tuple[int, int], tolerance: float = BOX_TOLERANCE) -> tuple[float, float, float, float]:
     """Validate an XYXY box against image size ``hw = (H, W)``; clip overshoots up to
     ``tolerance`` pixels. Raises ``InstanceProblem('bad_box')``."""
+    if not isinstance(box, (list, tuple, np.ndarray)):
+        raise InstanceProblem("bad_box", f"box must be a list of 4 numbers, got {box!r}")
     try:
         x0, y0, x1, y1 = (float(v) for v in box)
     except (TypeError, ValueError) as exc:
@@ -64,6 +68,8 @@ def checked_box(box: Any, hw: tuple[int, int], tolerance: float = BOX_TOLERANCE)
 
 def xywh_to_xyxy(bbox: Any) -> tuple[float, float, float, float]:
     """COCO ``[x, y, w, h]`` -> XYXY. Raises ``InstanceProblem('bad_box')`` on a malformed list."""
+    if not isinstance(bbox, (list, tuple)):
+        raise InstanceProblem("bad_box", f"bbox must be a list [x, y, w, h], got {bbox!r}")
     try:
         x, y, w, h = (float(v) for v in bbox)
     except (TypeError, ValueError) as exc:
@@ -157,6 +163,11 @@ def polygons_to_mask(polygons: list, hw: tuple[int, int]) -> np.ndarray:
     if not rings:
         raise InstanceProblem("empty_polygon", "no polygon with at least 3 finite points")
     h, w = hw
+    reach = max(h, w)
+    for ring in rings:
+        xs, ys = ring[0::2], ring[1::2]
+        if min(xs) < -reach or min(ys) < -reach or max(xs) > w + reach or max(ys) > h + reach:
+            raise InstanceProblem("bad_polygon", f"a vertex lies far outside the {w}x{h} image")
     mask = mask_utils.decode(mask_utils.merge(mask_utils.frPyObjects(rings, h, w))).astype(bool)
     if not mask.any():
         raise InstanceProblem("empty_polygon", "the polygon covers no pixel of the image")

@@ -2,8 +2,10 @@
 
 A catalog is a fixed, ordered list of record ids plus a ``load`` that turns one id into an
 ``ImageRecord`` or, for bad data, a ``Quarantined`` with a reason. ``load`` never raises for bad
-data (undecodable image, broken annotation...): a long run counts the reason and goes on. It does
-raise ``KeyError`` for an id the catalog never listed, which is a caller bug, not bad data.
+data (undecodable image, broken annotation...): a long run counts the reason and goes on. Data
+shaped in a way no check anticipated (a list where a number belongs...) is quarantined as
+``bad_annotation`` with the exception in ``detail``. ``load`` does raise ``KeyError`` for an id
+the catalog never listed, which is a caller bug, not bad data.
 
 Catalogs hold only plain Python data (paths, parsed JSON), so they pickle and can be shipped to
 worker processes.
@@ -39,14 +41,21 @@ class Catalog(ABC):
     def _load(self, record_id: str) -> ImageRecord | Quarantined:
         """Load one record; may raise ``ImageDecodeError`` / ``SampleError`` for bad data."""
 
+    def __contains__(self, record_id) -> bool:
+        return record_id in set(self.ids())  # subclasses with an index answer faster
+
     def load(self, record_id: str) -> ImageRecord | Quarantined:
         """The record with this id (validated), or ``Quarantined`` with a reason code."""
+        if record_id not in self:
+            raise KeyError(f"{record_id!r} is not in catalog {self.name!r}")
         try:
             result = self._load(record_id)
         except ImageDecodeError as exc:
             return Quarantined(record_id, exc.reason, exc.detail, self.source)
         except SampleError as exc:
             return Quarantined(record_id, "bad_record", str(exc), self.source)
+        except (TypeError, ValueError, KeyError, IndexError, AttributeError) as exc:
+            return Quarantined(record_id, "bad_annotation", f"{type(exc).__name__}: {exc}", self.source)
         if isinstance(result, ImageRecord):
             try:
                 result.validate()

@@ -89,12 +89,13 @@ class CocoCatalog(Catalog):
     def _index_images(self, images: list) -> None:
         taken: set[str] = set()
         for pos, entry in enumerate(images):
-            if not isinstance(entry, dict):
-                self.problems.append({"reason": "bad_record", "detail": f"images[{pos}] is not an object"})
+            if not isinstance(entry, dict) or not isinstance(entry.get("id"), (int, str)):
+                self.problems.append({"reason": "bad_record",
+                                      "detail": f"images[{pos}] is not an object with an int or string id"})
                 continue
             rid = entry.get("record_id")
             if not isinstance(rid, str) or not rid or rid in taken:
-                rid = f"coco:{self.name}:{entry.get('id', f'pos{pos}')}"
+                rid = f"coco:{self.name}:{entry['id']}"
             if rid in taken:  # duplicate image ids in the file: keep them apart by position
                 rid = f"{rid}@{pos}"
             taken.add(rid)
@@ -104,8 +105,8 @@ class CocoCatalog(Catalog):
     def _index_annotations(self, annotations: list) -> None:
         image_ids = {e.get("id") for e in self._images.values()}
         for pos, ann in enumerate(annotations):
-            if not isinstance(ann, dict) or ann.get("image_id") not in image_ids:
-                image_id = ann.get("image_id") if isinstance(ann, dict) else None
+            image_id = ann.get("image_id") if isinstance(ann, dict) else None
+            if not isinstance(image_id, (int, str)) or image_id not in image_ids:
                 self.problems.append({"reason": "orphan_annotation",
                                       "detail": f"annotations[{pos}] refers to unknown image id {image_id!r}"})
                 continue
@@ -113,6 +114,9 @@ class CocoCatalog(Catalog):
 
     def ids(self) -> list[str]:
         return list(self._ids)
+
+    def __contains__(self, record_id) -> bool:
+        return record_id in self._images
 
     def _find_file(self, file_name: str) -> Path:
         for folder in self.image_dirs:
@@ -153,7 +157,8 @@ class CocoCatalog(Catalog):
             try:
                 if iid in seen:
                     raise InstanceProblem("bad_record", f"duplicate annotation id {iid!r}")
-                category = self.categories.get(ann.get("category_id"))
+                cid = ann.get("category_id")
+                category = self.categories.get(cid) if isinstance(cid, (int, str)) else None
                 if category is None:
                     raise InstanceProblem("unknown_category", f"category id {ann.get('category_id')!r} is not defined")
                 box = xywh_to_xyxy(ann["bbox"]) if ann.get("bbox") is not None else None
@@ -161,6 +166,9 @@ class CocoCatalog(Catalog):
                                      attributes=ann.get("attributes"))
             except InstanceProblem as problem:
                 dropped.append(dropped_entry(iid, problem))
+                continue
+            except (TypeError, ValueError, AttributeError) as exc:  # a shape no check anticipated
+                dropped.append(dropped_entry(iid, InstanceProblem("bad_annotation", f"{type(exc).__name__}: {exc}")))
                 continue
             seen.add(iid)
             instances.append(inst)

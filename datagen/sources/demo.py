@@ -13,8 +13,9 @@ built to exercise one way of naming an instance, its ``mode`` (``meta["scene"]["
 * ``location`` (30 %): 2-4 primaries of near-equal size, apart from each other, so
   left / middle / right is clear and size is deliberately not;
 * ``size`` (25 %): 2-3 primaries whose heights step by 1.4x (area ratio about 2);
-* ``color`` (25 %): 2-4 primaries; one or all of them recoloured to distinct named hues at least
-  60 degrees from the photo's own hue;
+* ``color`` (25 %): 2-4 primaries; usually all of them recoloured to distinct named hues (at
+  least 45 degrees apart), otherwise just one; a recolour is always at least 60 degrees from the
+  photo's own hue, so the photo's colour never shares its name;
 * ``mirror`` (20 %): a framed wall mirror on the left or right showing a flipped, slightly cool
   and hazy copy of the real primary nearest to it; 1-2 real primaries stand in front.
 
@@ -123,27 +124,28 @@ def _primary_items(rng, mode: str, category: str, H: int) -> list[_Item]:
         heights = [base * rng.uniform(0.92, 1.08) for _ in range(n)]
     items = [_Item(_pick_cutout(rng, category), h) for h in heights]
     if mode == "color":
-        _assign_colors(rng, items)
+        items = _assign_colors(rng, items)
     return items
 
 
-def _assign_colors(rng, items: list[_Item]) -> None:
-    """Recolour one item, or every item with mutually distinct hues."""
+def _assign_colors(rng, items: list[_Item]) -> list[_Item]:
+    """Usually recolour every item with mutually distinct hues (dropping items when the palette
+    runs short); otherwise recolour one item and leave the rest in the photo's colours."""
     natural = items[0].cutout.hue
     allowed = [name for name, (hue, _, _) in paint.PALETTE.items()
                if natural is None or paint.hue_distance(hue, natural) >= MIN_HUE_GAP_NATURAL]
     order = [allowed[i] for i in rng.permutation(len(allowed))]
-    if rng.random() < 0.5:
-        chosen: list[str] = []
-        for name in order:
-            if all(paint.hue_distance(paint.PALETTE[name][0], paint.PALETTE[c][0]) >= MIN_HUE_GAP_PAIR
-                   for c in chosen):
-                chosen.append(name)
-        if len(chosen) >= len(items):
-            for item, name in zip(items, chosen):
-                item.color = name
-            return
-    items[int(rng.integers(len(items)))].color = order[0]
+    if rng.random() < 0.3:
+        items[int(rng.integers(len(items)))].color = order[0]
+        return items
+    chosen: list[str] = []
+    for name in order:
+        if all(paint.hue_distance(paint.PALETTE[name][0], paint.PALETTE[c][0]) >= MIN_HUE_GAP_PAIR for c in chosen):
+            chosen.append(name)
+    items = items[:max(2, len(chosen))]
+    for item, name in zip(items, chosen):
+        item.color = name
+    return items
 
 
 def _secondary_items(rng, primary: str, mode: str, H: int) -> list[_Item]:
@@ -165,7 +167,7 @@ def _row_layout(rng, items: list[_Item], W: int, H: int, shrink: float, overlap:
     heights, widths = heights * fit, widths * fit
     gaps = rng.dirichlet(np.ones(len(items) + 1)) * (avail - widths.sum())
     order = rng.permutation(len(items))
-    ground = rng.uniform(0.80, 0.97) * H
+    ground = rng.uniform(0.66, 0.97) * H
     boxes = [None] * len(items)
     x = 0.04 * W
     for slot, idx in enumerate(order):
@@ -212,7 +214,7 @@ def _object_pixels(item: _Item, w: int, h: int, rng) -> tuple[np.ndarray, np.nda
     return np.clip(rgb.astype(np.float32) * gain, 0, 255).astype(np.uint8), mask
 
 
-def _render(rng, background, items, mode, mirror_rect, shrink, overlap):
+def _render(rng, background, items, mirror_rect, shrink, overlap):
     """One layout attempt. Returns (canvas, [(label, item, in_mirror)], ok)."""
     H, W = background.shape[:2]
     canvas = _Canvas(background.copy())
@@ -274,13 +276,13 @@ def make_scene(index: int, seed: int = 0) -> ImageRecord:
     mirror_rect = _mirror_rect(rng, W, H) if mode == "mirror" else None
     for attempt in range(_ATTEMPTS):
         shrink = 0.92 ** attempt
-        canvas, drawn, ok = _render(rng, background, items, mode, mirror_rect, shrink, overlap=attempt < _ATTEMPTS // 2)
+        canvas, drawn, ok = _render(rng, background, items, mirror_rect, shrink, overlap=attempt < _ATTEMPTS // 2)
         if ok:
             break
     instances, described = [], {}
     for label, item, in_mirror in drawn:
         mask = canvas.labels == label
-        if int(mask.sum()) < MIN_PIXELS:  # only after every attempt failed; never seen in tests
+        if int(mask.sum()) < MIN_PIXELS:  # only if every attempt failed (not seen in 1,200 scenes)
             continue
         attributes: dict = {"in_mirror": in_mirror}
         if item.color:
@@ -311,6 +313,9 @@ class DemoScenes(Catalog):
 
     def ids(self) -> list[str]:
         return list(self._ids)
+
+    def __contains__(self, record_id) -> bool:
+        return record_id in self._index
 
     def _load(self, record_id: str) -> ImageRecord | Quarantined:
         return make_scene(self._index[record_id], self.seed)

@@ -128,6 +128,9 @@ class FolderCatalog(Catalog):
     def ids(self) -> list[str]:
         return list(self._ids)
 
+    def __contains__(self, record_id) -> bool:
+        return record_id in self._entries
+
     def _load(self, record_id: str) -> ImageRecord | Quarantined:
         entry = self._entries[record_id]
         if isinstance(entry, str):
@@ -150,6 +153,8 @@ class FolderCatalog(Catalog):
                 instances.append(self._instance(iid, spec, hw, {i.id for i in instances}))
             except InstanceProblem as problem:
                 dropped.append(dropped_entry(iid, problem))
+            except (TypeError, ValueError, AttributeError) as exc:  # a shape no check anticipated
+                dropped.append(dropped_entry(iid, InstanceProblem("bad_annotation", f"{type(exc).__name__}: {exc}")))
         meta = {"file_name": file, "path": str(path), "dropped_instances": dropped}
         if isinstance(entry.get("meta"), dict):
             meta.update(entry["meta"])

@@ -59,7 +59,7 @@ from datagen.instructions.templates import (
     seeded_index,
     with_article,
 )
-from datagen.quality import QualityChecker, QualityReport, dilate
+from datagen.quality import QualityChecker, QualityReport, bbox_slices, dilate
 from datagen.schema import EditSample, ImageRecord, Instance, Quarantined, SampleError, check_box, sample_key
 from datagen.understanding.donors import PreparedDonor, prepare_donors
 
@@ -260,7 +260,7 @@ class UnderstandingBuilder:
         # edit mask, minus the other instances, and anything it changed beyond is discarded so
         # the mask stays the whole truth about what changed.
         edit = rm.hole | (dilate(pasted.mask, self.harmonize_band_px) & ~rm.keep_out)
-        y4 = np.where(edit[:, :, None], y4, record.image)
+        y4 = _restrict(y4, record.image, edit)
         report = self.quality.check_paste(record.image, y4, edit, pasted.mask)
         if not rm.report.ok:  # y4 is built on y1: a failed removal shows through
             report = report.merged(rm.report)
@@ -401,6 +401,14 @@ def _find_anchor(record: ImageRecord, removed: Instance) -> tuple[Instance, str,
         if phrase is not None:
             return other, relation, phrase
     return None
+
+
+def _restrict(edited: np.ndarray, original: np.ndarray, allowed: np.ndarray) -> np.ndarray:
+    """``edited`` inside ``allowed`` (HxW bool), ``original`` everywhere else (HxWx3 uint8)."""
+    out = original.copy()
+    ys, xs = bbox_slices(allowed, 0)
+    out[ys, xs] = np.where(allowed[ys, xs, None], edited[ys, xs], original[ys, xs])
+    return out
 
 
 def _failure_detail(report: QualityReport) -> str:

@@ -1,0 +1,50 @@
+"""``synth-reasoning``: world-knowledge edit candidates ("the object that can tell the time") into
+the human review queue. Nothing reaches shards until reviewers approve it and ``publish-reviewed``
+runs.
+
+    prefect deployment run synth-reasoning/demo --watch
+    python -m datagen review serve --db review-queue/queue.db     # then review in the browser
+"""
+from __future__ import annotations
+
+from prefect import flow
+
+from datagen.jobs import Backend, JobConfig
+from flows.params import Execution, ReasoningBackends
+from flows.tasks import serial_runner, synthesize
+
+
+@flow(task_runner=serial_runner(), name="synth-reasoning", log_prints=True)
+def synth_reasoning(
+    source: str = "demo:48",
+    queue: str = "review-queue/queue.db",
+    out: str = "data/reasoning-work",
+    name: str = "reasoning",
+    images: str | None = None,
+    limit: int | None = None,
+    seed: int = 0,
+    batch_size: int = 8,
+    backends: ReasoningBackends = ReasoningBackends(),
+    execution: Execution = Execution(),
+) -> dict:
+    """Reasoning candidates from ``source`` into the review ``queue``.
+
+    Args:
+        source: catalog: ``demo:N[:SEED]``, a COCO instances JSON, or an image folder.
+        queue: the review queue: a SQLite path, ``sqlite:///path`` or ``postgresql://...``.
+        out: work folder for batch markers and the quarantine log (candidates go to the queue).
+        name: job name (batch prefixes, artifact keys).
+        images: image folder of a COCO JSON.
+        limit: use only the first N catalog records.
+        seed: varies descriptions, edits and inpainting seeds (part of every key).
+        batch_size: catalog records per task.
+        backends: masker and editor (classical or sd) with their options.
+        execution: runner (default or dask), retries.
+    """
+    config = JobConfig(
+        "reasoning", source=source, out=out, name=name, images=images, limit=limit, seed=seed,
+        batch_size=batch_size, queue=queue,
+        backends={"masker": Backend(backends.masker, backends.masker_options),
+                  "editor": Backend(backends.editor, backends.editor_options)},
+    )
+    return synthesize(config, execution)

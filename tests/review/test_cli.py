@@ -1,0 +1,48 @@
+"""``datagen review add-reviewer | export | stats`` and ``datagen publish-reviewed`` through main(argv).
+(``review serve`` runs in every server test: ``ReviewServer`` starts it as a subprocess.)"""
+from __future__ import annotations
+
+import json
+
+from datagen.cli import main
+from datagen.review import open_store
+from tests.review.candidates import tiny_candidate
+
+
+def test_review_commands_end_to_end(tmp_path, capsys):
+    db = str(tmp_path / "queue" / "queue.db")
+    store = open_store(db)
+    store.add_many([tiny_candidate(i) for i in range(5)])
+
+    assert main(["review", "add-reviewer", "ann", "--db", db]) == 0
+    token = capsys.readouterr().out.strip()
+    assert store.authenticate(token).name == "ann"
+    assert main(["review", "add-reviewer", "boss", "--admin", "--db", f"sqlite:///{db}"]) == 0
+    assert store.authenticate(capsys.readouterr().out.strip()).is_admin
+    assert main(["review", "add-reviewer", "bad name", "--db", db]) == 2
+
+    for verdict in ("approve", "reject", "approve"):
+        store.decide(store.claim("ann")["id"], "ann", verdict)
+    out = tmp_path / "decisions.jsonl"
+    assert main(["review", "export", "--db", db, "-o", str(out)]) == 0
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(rows) == 5 and [r["status"] for r in rows].count("approved") == 2
+    assert rows[1]["decisions"] == [{"reviewer": "ann", "verdict": "reject", "at": rows[1]["decisions"][0]["at"]}]
+    assert main(["review", "export", "--db", db, "--status", "approved"]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 2
+    assert main(["review", "export", "--db", db, "--audit"]) == 0
+    actions = [json.loads(line)["action"] for line in capsys.readouterr().out.splitlines()]
+    assert actions == ["add-reviewer", "add-reviewer", "approve", "reject", "approve"]
+
+    assert main(["review", "stats", "--db", db]) == 0
+    text = capsys.readouterr().out
+    assert "items 5: pending 2, approved 2, rejected 1" in text and "ann" in text
+
+    args = ["publish-reviewed", "--db", db, "--out", str(tmp_path / "data"), "--name", "reviewed",
+            "--manifests", str(tmp_path / "manifests")]
+    assert main(args) == 0
+    assert "published 2 newly approved" in capsys.readouterr().out
+    assert (tmp_path / "manifests" / "reviewed.json").exists()
+    assert main(args) == 0
+    assert "published 0 newly approved" in capsys.readouterr().out
+    store.close()
