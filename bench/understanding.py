@@ -24,7 +24,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import cv2  # noqa: E402
-import numpy as np  # noqa: E402
 
 
 def _set_threads(n: int) -> None:

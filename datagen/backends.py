@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import importlib.machinery
+import importlib.util
 import sys
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -56,7 +58,14 @@ class Registry:
         return self._builders[name]
 
     def build(self, name: str, **options: Any) -> Any:
-        return self[name](**options)
+        builder = self[name]
+        try:
+            return builder(**options)
+        except TypeError as exc:
+            # A misspelt option (``checkpont=``) is a usage error: say so in one sentence.
+            if "unexpected keyword argument" not in str(exc):
+                raise
+            raise ValueError(f"{self.stage} backend {name!r} does not take that option ({exc})") from exc
 
 
 def pick_device(device: str | None = None) -> str:
@@ -123,24 +132,21 @@ def file_fingerprint(path: Path | str) -> dict:
     return dict(_FINGERPRINTS[cache_key])
 
 
-def _top_level_names(checkout: Path) -> set[str]:
-    """Module names a checkout defines at its root: ``*.py`` stems and folders (PIH's ``utils``
-    has no ``__init__.py``: a namespace package still shadows or is shadowed by the name)."""
-    names = {f.stem for f in checkout.glob("*.py")}
-    names |= {d.name for d in checkout.iterdir() if d.is_dir() and d.name.isidentifier()}
-    return names
-
-
-def import_from_checkout(checkout: Path, module: str, *, backend: str, option: str) -> Any:
+def import_from_checkout(checkout: Path, module: str, *, backend: str, option: str,
+                         owns: Sequence[str] = ()) -> Any:
     """Import ``module`` (e.g. ``"legacy"``, ``"networks.mat"``) from a research checkout.
 
     Research repositories (MAT, PIH) are not installable packages: their scripts import top-level
     names such as ``legacy``, ``dnnlib``, ``model`` or ``utils`` relative to the repository root,
     and the pickles they write refer to those names too. So the checkout goes to the front of
-    ``sys.path`` and stays there (unpickling imports lazily). Modules already imported under one
-    of the checkout's top-level names from somewhere else (another checkout, an unrelated
-    ``utils``) are dropped from ``sys.modules`` first, so the import really resolves inside the
-    checkout; the result is verified.
+    ``sys.path`` and stays there (unpickling imports lazily).
+
+    ``owns`` lists the top-level names the checkout's code imports from itself (plus ``module``'s
+    own). Modules already imported under those names from somewhere else (another checkout, an
+    unrelated ``utils``) are dropped from ``sys.modules``, and code folders among them without
+    ``__init__.py`` are pinned to the checkout, so the import really resolves inside it; the
+    result is verified. Only these names are touched: a checkout's other folders (MAT's
+    ``datasets``) must not shadow real libraries of the same name.
     """
     root = checkout.resolve()
     rel = Path(*module.split("."))
@@ -149,10 +155,11 @@ def import_from_checkout(checkout: Path, module: str, *, backend: str, option: s
             f"the {backend!r} backend found no {module!r} module in {option}={str(checkout)!r}; "
             f"pass the root folder of the checkout."
         )
-    names = _top_level_names(root)
+    names = {module.split(".")[0], *owns}
     for name, mod in list(sys.modules.items()):
         if name.split(".")[0] in names and not _inside(_location(mod), root):
             del sys.modules[name]
+    _pin_namespace_folders(root, names)
     if str(root) in sys.path:
         sys.path.remove(str(root))
     sys.path.insert(0, str(root))
@@ -170,6 +177,23 @@ def import_from_checkout(checkout: Path, module: str, *, backend: str, option: s
             f"{option}={str(checkout)!r}; pass the root folder of the checkout."
         )
     return mod
+
+
+def _pin_namespace_folders(root: Path, names: set[str]) -> None:
+    """Register the checkout's code folders that lack ``__init__.py`` as packages rooted there.
+
+    Python lets a regular package of the same name anywhere on ``sys.path`` win over such a
+    namespace folder, even when the checkout comes first; pinning the name makes
+    ``import utils.resnet`` resolve inside the checkout regardless."""
+    for name in sorted(names):
+        folder = root / name
+        if name in sys.modules or not folder.is_dir() or (folder / "__init__.py").exists():
+            continue
+        if not any(folder.glob("*.py")):
+            continue  # data folders (pretrained/, results/) are not modules
+        spec = importlib.machinery.ModuleSpec(name, None, is_package=True)
+        spec.submodule_search_locations = [str(folder)]
+        sys.modules[name] = importlib.util.module_from_spec(spec)
 
 
 def _location(mod: Any) -> str | None:

@@ -27,6 +27,7 @@ import hashlib
 import json
 import os
 import re
+import socket
 import threading
 import time
 from dataclasses import asdict, dataclass, field
@@ -234,7 +235,8 @@ def _write_marker(config: JobConfig, batch: Batch, stats, seconds: float, builde
     body = {"batch": batch.index, "prefix": batch.prefix, "digest": _batch_digest(config, batch),
             "fingerprint": config.fingerprint(),
             "records": len(batch.ids), "seconds": round(seconds, 3), "stats": stats.to_dict(),
-            "builder": {"name": builder.name, "settings": builder.settings()}}
+            "builder": {"name": builder.name, "settings": builder.settings()},
+            "host": socket.gethostname(), "pid": os.getpid()}  # which worker process ran it
     tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     tmp.write_text(json.dumps(body, indent=1))
     os.replace(tmp, path)  # a marker is either absent or complete

@@ -74,14 +74,13 @@ class QualityReport:
 
 def bbox_slices(mask: np.ndarray, margin: int) -> tuple[slice, slice]:
     """Row/column slices of ``mask``'s bounding box grown by ``margin`` and clipped to the image."""
-    rows = np.flatnonzero(mask.any(axis=1))
-    cols = np.flatnonzero(mask.any(axis=0))
-    if rows.size == 0:
+    x, y, bw, bh = cv2.boundingRect(np.ascontiguousarray(mask).view(np.uint8))  # non-zero pixels, in C
+    if bw == 0 or bh == 0:
         return slice(0, 0), slice(0, 0)
     h, w = mask.shape
     return (
-        slice(max(rows[0] - margin, 0), min(rows[-1] + 1 + margin, h)),
-        slice(max(cols[0] - margin, 0), min(cols[-1] + 1 + margin, w)),
+        slice(max(y - margin, 0), min(y + bh + margin, h)),
+        slice(max(x - margin, 0), min(x + bw + margin, w)),
     )
 
 

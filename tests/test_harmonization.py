@@ -159,3 +159,28 @@ def test_pih_unavailable_names_the_option(tmp_path):
     torch.save({"epoch": 1, "state_dict": {"PL.0.weight": torch.zeros(1)}}, tmp_path / "ckpt.pth")
     with pytest.raises(BackendUnavailable, match="matching checkpoint"):
         build_harmonizer("pih", checkout=tiny_models().pih.checkout, checkpoint=tmp_path / "ckpt.pth", device="cpu")
+
+
+def test_checkout_imports_win_over_foreign_modules_of_the_same_name(tmp_path, monkeypatch):
+    """PIH's ``model.py`` imports ``utils`` (a folder without ``__init__.py``); an unrelated
+    ``utils`` imported earlier must not hijack it."""
+    import sys
+
+    foreign = tmp_path / "elsewhere" / "utils"
+    foreign.mkdir(parents=True)
+    (foreign / "__init__.py").write_text("WHO = 'foreign'\n")
+    checkout = tmp_path / "PIH"
+    (checkout / "utils").mkdir(parents=True)
+    (checkout / "utils" / "helpers.py").write_text("WHO = 'checkout'\n")
+    (checkout / "model.py").write_text("from utils.helpers import WHO\n")
+    saved = {k: v for k, v in sys.modules.items() if k.split(".")[0] in ("utils", "model")}
+    monkeypatch.setattr(sys, "path", [str(tmp_path / "elsewhere"), *sys.path])
+    try:
+        import utils  # noqa: F401  (the foreign one, now cached)
+
+        model = import_from_checkout(checkout, "model", backend="pih", option="checkout", owns=("utils",))
+        assert model.WHO == "checkout"
+    finally:
+        for k in [k for k in sys.modules if k.split(".")[0] in ("utils", "model")]:
+            del sys.modules[k]
+        sys.modules.update(saved)

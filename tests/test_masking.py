@@ -34,6 +34,8 @@ def test_registry_lists_backends_and_rejects_unknown_names():
     assert MASKERS.names() == ["annotation", "grabcut", "sam"]
     with pytest.raises(ValueError, match="annotation.*grabcut.*sam"):
         build_masker("sam2")
+    with pytest.raises(ValueError, match="does not take that option.*iteration"):
+        build_masker("grabcut", iteration=3)
 
 
 def test_annotation_returns_copies_and_names_missing_masks():

@@ -121,6 +121,9 @@ def test_sigkill_mid_shard_then_rerun_is_exactly_once(tmp_path):
     # third holds 2 samples, one of them from record 3 whose third sample is not written yet.
     child = start_writer(data_dir, "p", 0, 10, ready_after=10, hang=True)
     _wait_for(child, "READY")
+    deadline = time.monotonic() + 10
+    while len(committed_shards(data_dir)) < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)  # commits run on the writer's helper thread: let shard 1's finish
     child.send_signal(signal.SIGKILL)
     child.wait()
     assert list((data_dir / PARTIAL_DIR).glob("p.*.tar.part")), "the kill should leave a partial shard"

@@ -306,6 +306,13 @@ def test_broken_or_missing_donors_skip_replace_only():
     assert _reasons(_builder(donors=[ball])(rec)) == {"no_donor": 2}
 
 
+def test_tiny_donor_is_not_blown_up():
+    speck = Donor("cup", np.full((6, 5, 3), 150, np.uint8), np.ones((6, 5), bool))
+    items = list(_builder(donors=[speck])(_two_balls()))
+    assert _reasons(items) == {"donor_too_small": 2}
+    assert Counter(s.op for s in _samples(items)) == {"remove": 2, "add": 2}
+
+
 class _IdentityInpainter:
     """A real (if useless) inpainter: returns the image as it was, i.e. removes nothing."""
 
@@ -324,3 +331,36 @@ def test_failed_removal_is_a_counted_quality_rejection():
     items = list(b(rec))
     assert not _samples(items)
     assert _reasons(items) == {"quality:removal": 6}  # remove, add, replace for both balls
+
+
+# ---------------------------------------------------------------- CLI
+
+
+def test_cli_writes_shards_and_a_manifest(tmp_path, capsys):
+    from datagen.cli import main
+    from datagen.shards import load_manifest, read_samples, verify_manifest
+
+    args = ["understanding", "--source", "demo:3:7", "--out", str(tmp_path / "data"), "--name", "und",
+            "--manifests", str(tmp_path / "manifests"), "--masker", "annotation", "--inpainter", "opencv",
+            "--harmonizer", "classical", "--backend-opt", "inpainter.radius=4", "--seed", "1", "--no-progress"]
+    assert main(args) == 0
+    manifest = tmp_path / "manifests" / "und.json"
+    doc = load_manifest(manifest)
+    assert verify_manifest(manifest) == []
+    samples = list(read_samples(manifest))
+    assert samples and {s.op for s in samples} == {"remove", "add", "replace"}
+    assert all(s.provenance["inpainter"]["settings"]["radius"] == 4 for s in samples)
+    assert doc["backends"]["harmonizer"]["name"] == "classical"
+    # A rerun resumes: nothing new, nothing duplicated.
+    assert main(args) == 0
+    assert len(list(read_samples(manifest))) == len(samples)
+    assert "manifest" in capsys.readouterr().out
+
+
+def test_cli_reports_an_unavailable_backend(tmp_path, capsys):
+    from datagen.cli import main
+
+    code = main(["understanding", "--source", "demo:1", "--out", str(tmp_path / "d"), "--masker", "sam"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "checkpoint" in err and "--backend-opt" in err

@@ -41,6 +41,9 @@ from pathlib import Path
 import torch
 
 from datagen.backends import import_from_checkout
+from datagen.harmonization.pih import CHECKOUT_MODULES as PIH_MODULES
+from datagen.harmonization.pih import INFERENCE_KWARGS as PIH_INFERENCE_KWARGS
+from datagen.inpainting.mat import CHECKOUT_MODULES as MAT_MODULES
 
 TINY_SAM_CONFIG = dict(
     encoder_embed_dim=64, encoder_depth=2, encoder_num_heads=2, encoder_global_attn_indexes=[1], image_size=256,
@@ -253,7 +256,7 @@ def make_fake_mat_checkout(folder: str | Path, seed: int = 0) -> TinyCheckout:
     G_ema pickled from the checkout's own classes, like MAT's training loop writes them)."""
     root = Path(folder) / "MAT"
     _write_files(root, _MAT_FILES)
-    mat = import_from_checkout(root, "networks.mat", backend="mat", option="checkout")
+    mat = import_from_checkout(root, "networks.mat", backend="mat", option="checkout", owns=MAT_MODULES)
     _seeded(seed)
     G = mat.Generator(z_dim=16, c_dim=0, w_dim=16, img_resolution=512, img_channels=3).eval()
     pkl = root / "pretrained" / "tiny.pkl"
@@ -322,13 +325,11 @@ _PIH_MODEL = '''
 def make_fake_pih_checkout(folder: str | Path, seed: int = 0) -> TinyCheckout:
     """``folder/PIH`` stand-in checkout + ``pretrained/ckpt_g39.pth`` saved the way PIH_train.py
     saves it: ``{"epoch", "state_dict", "args": optparse.Values}``."""
-    from datagen.harmonization.pih import INFERENCE_KWARGS
-
     root = Path(folder) / "PIH"
     _write_files(root, {"model.py": _PIH_MODEL})
-    model_module = import_from_checkout(root, "model", backend="pih", option="checkout")
+    model_module = import_from_checkout(root, "model", backend="pih", option="checkout", owns=PIH_MODULES)
     _seeded(seed)
-    model = model_module.Model_Composite_PL(**INFERENCE_KWARGS, light=False, Eff_bool=False)
+    model = model_module.Model_Composite_PL(**PIH_INFERENCE_KWARGS, light=False, Eff_bool=False)
     ckpt = root / "pretrained" / "ckpt_g39.pth"
     ckpt.parent.mkdir(exist_ok=True)
     torch.save({"epoch": 39, "state_dict": model.state_dict(),
@@ -359,7 +360,7 @@ def _cache_dir() -> Path:
 
 @functools.cache
 def tiny_models() -> TinyModels:
-    """All tiny models, built once per process (about 2 s) in a temporary folder."""
+    """All tiny models, built once per process (a few seconds, mostly imports) in a temporary folder."""
     root = _cache_dir()
     return TinyModels(
         sam=make_tiny_sam(root / "sam"), lama=make_tiny_lama(root / "lama"), sd=make_tiny_sd_inpaint(root / "sd"),

@@ -11,7 +11,6 @@ quality thresholds the same way (``quality.max_seam_ratio=6``, ``quality.clip=/w
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
 HELP = "remove / add / replace samples (mask, inpaint, paste, harmonize)"
@@ -71,7 +70,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         builder = _build(args)
     except (BackendUnavailable, ValueError) as exc:  # a usage problem: one sentence, no traceback
-        print(f"datagen understanding: {exc}", file=sys.stderr)
+        hint = " (here: --backend-opt STAGE.KEY=VALUE)" if isinstance(exc, BackendUnavailable) else ""
+        print(f"datagen understanding: {exc}{hint}", file=sys.stderr)
         return 2
     catalog = _open_source(args.source, args.images)
     ids = catalog.ids()
@@ -82,10 +82,16 @@ def run(args: argparse.Namespace) -> int:
         stats = run_builder(catalog, builder, writer, ids=ids, progress=not args.no_progress)
     finally:
         writer.close()
-    manifest = build_manifest(args.out, args.name, manifest_dir=args.manifests,
-                              extra={"builder": builder.name, "settings": builder.settings(), "source": args.source})
-    print(json.dumps(stats.to_dict(), indent=1), file=sys.stderr)
-    print(f"{stats.samples_written} samples ({dict(stats.by_op)}); skipped {dict(stats.skipped)}; "
-          f"quarantined {dict(stats.quarantined)}", file=sys.stderr)
+    settings = builder.settings()
+    print(f"{stats.samples_written} samples {dict(stats.by_op)}; skipped {dict(stats.skipped)}; "
+          f"quarantined {dict(stats.quarantined)}; {stats.seconds:.1f} s", file=sys.stderr)
+    backends = {stage: settings[stage] for stage in ("masker", "inpainter", "harmonizer")}
+    try:
+        manifest = build_manifest(args.out, args.name, manifest_dir=args.manifests,
+                                  extra={"builder": builder.name, "settings": settings, "backends": backends,
+                                         "source": args.source})
+    except ValueError as exc:  # nothing committed: every record was skipped or quarantined
+        print(f"datagen understanding: no manifest written: {exc}", file=sys.stderr)
+        return 1
     print(f"shards in {args.out}; manifest {manifest}")
     return 0

@@ -36,6 +36,8 @@ from datagen.backends import (BackendUnavailable, file_fingerprint, import_from_
                               require_path)
 from datagen.harmonization import check_inputs, estimate_background
 
+# Top-level names PIH's model.py imports from its own repository.
+CHECKOUT_MODULES = ("model", "utils")
 # Constructor arguments of the released model, as in PIH's inference.py.
 INFERENCE_KWARGS = dict(dim=32, masking=True, brush=True, maskoffset=0.6, swap=True, Vit_bool=False,
                         onlyupsample=True, aggupsample=True)
@@ -64,7 +66,7 @@ class PihHarmonizer:
         device = pick_device(device)
         import torch
 
-        model_module = import_from_checkout(root, "model", backend="pih", option="checkout")
+        model_module = import_from_checkout(root, "model", backend="pih", option="checkout", owns=CHECKOUT_MODULES)
         model = model_module.Model_Composite_PL(**INFERENCE_KWARGS, light=light, Eff_bool=light)
         # PIH_train.py saves {"epoch", "state_dict", "args": optparse.Values}; allowing just the
         # options classes keeps weights_only=True (a checkpoint cannot run code when loaded).

@@ -43,7 +43,8 @@ __all__ = ["Inpainter", "INPAINTERS", "build_inpainter", "BackendUnavailable", "
 class Inpainter(Protocol):
     name: str
 
-    def inpaint(self, image: np.ndarray, hole: np.ndarray, *, prompt: str | None = None, seed: int = 0) -> np.ndarray: ...
+    def inpaint(self, image: np.ndarray, hole: np.ndarray, *, prompt: str | None = None,
+                seed: int = 0) -> np.ndarray: ...
 
     def settings(self) -> dict: ...
 

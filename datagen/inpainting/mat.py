@@ -17,10 +17,10 @@ The generator is called as ``G(images, masks, z, c, truncation_psi=..., noise_mo
 Our side: a window around the hole whose sides are whole 512 tiles (cut from the image when it is
 big enough, else the image padded at the bottom/right with mask 0 there, as MAT's README says),
 value ranges, the mask convention, and pasting only the hole back. ``noise_mode="const"`` (the
-script's default) uses per-layer noise buffers of exactly 512x512, so a larger canvas switches to
-``"random"`` noise. MAT also applies ``F.dropout(training=True)`` at inference, which draws from
-torch's global RNG: every call runs inside ``torch.random.fork_rng`` seeded with ``seed``, which makes
-it reproducible without disturbing the caller's RNG.
+script's default) uses fixed per-layer noise buffers sized for 512x512, and the script switches
+to ``"random"`` for any other size; so do we. MAT also applies ``F.dropout(training=True)`` at
+inference, which draws from torch's global RNG: every call runs inside ``torch.random.fork_rng``
+seeded with ``seed``, which makes it reproducible without disturbing the caller's RNG.
 """
 from __future__ import annotations
 
@@ -33,6 +33,11 @@ from datagen.backends import (BackendUnavailable, file_fingerprint, import_from_
                               require_path)
 from datagen.inpainting import check_inputs, grow, paste_hole
 from datagen.inpainting.window import Window, tile_window
+
+# Top-level names MAT's generator code imports from its own repository.
+CHECKOUT_MODULES = ("dnnlib", "legacy", "networks", "torch_utils")
+# generate_image.py uses noise_mode="const" only when the input is 512x512 and "random" otherwise.
+CONST_NOISE_SIZE = 512
 
 
 class MatInpainter:
@@ -58,9 +63,10 @@ class MatInpainter:
         pkl = require_path(checkpoint, option="checkpoint", backend="mat",
                            what="a MAT network pickle such as Places_512_FullData.pkl")
         device = pick_device(device)
-        dnnlib = import_from_checkout(root, "dnnlib", backend="mat", option="checkout")
-        legacy = import_from_checkout(root, "legacy", backend="mat", option="checkout")
-        networks_mat = import_from_checkout(root, "networks.mat", backend="mat", option="checkout")
+        dnnlib = import_from_checkout(root, "dnnlib", backend="mat", option="checkout", owns=CHECKOUT_MODULES)
+        legacy = import_from_checkout(root, "legacy", backend="mat", option="checkout", owns=CHECKOUT_MODULES)
+        networks_mat = import_from_checkout(root, "networks.mat", backend="mat", option="checkout",
+                                            owns=CHECKOUT_MODULES)
         with dnnlib.util.open_url(str(pkl)) as f:
             saved = legacy.load_network_pkl(f)["G_ema"]
         G = networks_mat.Generator(z_dim=saved.z_dim, c_dim=saved.c_dim, w_dim=saved.w_dim,
@@ -80,7 +86,8 @@ class MatInpainter:
         given = grow(hole, self.dilate)
         window = tile_window(given, tile=self.tile, context=self.context)
         images, masks = self.model_inputs(image, given, window)
-        noise_mode = "const" if tuple(images.shape[-2:]) == (self.tile, self.tile) else "random"
+        # As generate_image.py: constant noise only on a 512x512 canvas (its buffers' size).
+        noise_mode = "const" if tuple(images.shape[-2:]) == (CONST_NOISE_SIZE, CONST_NOISE_SIZE) else "random"
         cuda = [torch.device(self.device).index or 0] if str(self.device).startswith("cuda") else []
         with torch.random.fork_rng(devices=cuda), torch.no_grad():
             torch.manual_seed(int(seed))

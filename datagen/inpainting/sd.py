@@ -95,8 +95,7 @@ class SdInpainter:
         result = self.pipe(
             prompt=text, negative_prompt=negative,
             image=Image.fromarray(_resize(window.crop(image), size)),
-            # Any coverage after resizing counts as hole, so the hole never shrinks; white = repaint.
-            mask_image=Image.fromarray(((_resize(window.crop(given).astype(np.float32), size) > 0) * 255).astype(np.uint8)),
+            mask_image=_mask_image(window.crop(given), size),
             height=size[0], width=size[1], num_inference_steps=self.steps, guidance_scale=self.guidance,
             generator=generator, output_type="np",
         )
@@ -124,6 +123,12 @@ class SdInpainter:
             "negative_prompt": self.negative_prompt, "scheduler": type(self.pipe.scheduler).__name__,
             "dtype": str(self.pipe.unet.dtype).replace("torch.", ""),
         }
+
+
+def _mask_image(hole: np.ndarray, size: tuple[int, int]) -> Image.Image:
+    """HxW bool -> L image of ``size`` with 255 = repaint (diffusers' convention). Any coverage
+    after resizing counts as hole, so the hole never shrinks."""
+    return Image.fromarray(((_resize(hole.astype(np.float32), size) > 0) * 255).astype(np.uint8))
 
 
 def _resize(array: np.ndarray, size: tuple[int, int]) -> np.ndarray:

@@ -56,7 +56,8 @@ class SamMasker:
             raise BackendUnavailable("the 'sam' backend with model_type='custom' needs sam_config=DICT_OR_JSON_PATH.")
         if model_type not in (*OFFICIAL_TYPES, "custom"):
             raise BackendUnavailable(
-                f"the 'sam' backend got model_type={model_type!r}; pass one of {OFFICIAL_TYPES} matching the checkpoint."
+                f"the 'sam' backend got model_type={model_type!r}; "
+                f"pass one of {OFFICIAL_TYPES} matching the checkpoint."
             )
         device = pick_device(device)
         import torch
@@ -68,8 +69,8 @@ class SamMasker:
             sam.load_state_dict(state)
         except RuntimeError as exc:
             raise BackendUnavailable(
-                f"the 'sam' backend could not load {str(ckpt)!r} as model_type={model_type!r} ({str(exc).splitlines()[0]}); "
-                f"pass the model_type that matches the checkpoint."
+                f"the 'sam' backend could not load {str(ckpt)!r} as model_type={model_type!r} "
+                f"({str(exc).splitlines()[0]}); pass the model_type that matches the checkpoint."
             ) from exc
         sam.to(device).eval()
         return cls(SamPredictor(sam), model_type=model_type, checkpoint=ckpt, device=device,
@@ -87,10 +88,12 @@ class SamMasker:
         boxes = check_boxes(boxes, hw)
         items = check_annotated(annotated, len(boxes), hw)
         out = np.zeros((len(boxes), *hw), dtype=bool)
-        todo = [i for i in range(len(boxes)) if not (self.prefer_annotated and items[i] is not None)]
-        for i in range(len(boxes)):
-            if i not in todo:
-                out[i] = items[i]
+        todo = []
+        for i, given in enumerate(items):
+            if self.prefer_annotated and given is not None:
+                out[i] = given
+            else:
+                todo.append(i)
         if todo:
             self.predictor.set_image(image, image_format="RGB")
             for start in range(0, len(todo), MAX_BOXES_PER_CALL):

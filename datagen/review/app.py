@@ -138,14 +138,14 @@ def create_app(store: ReviewStore, *, secure_cookie: bool = False) -> FastAPI:
 
     # -- reviewing ----------------------------------------------------------------------------
     @app.get("/api/next")
-    async def next_item(request: Request) -> JSONResponse:
+    def next_item(request: Request) -> JSONResponse:
         """The item to review now (leased to the caller), or ``{"item": null}`` when none is left.
         Calling it again returns the same item and renews its lease (a heartbeat)."""
         reviewer = signed_in(request)
         return JSONResponse({"item": store.claim(reviewer.name)})
 
     @app.post("/api/items/{item_id}/{action}")
-    async def act(item_id: int, action: str, request: Request) -> JSONResponse:
+    def act(item_id: int, action: str, request: Request) -> JSONResponse:
         """approve / reject / skip. Answered only after the change is committed to disk."""
         reviewer = signed_in(request)
         if action not in ACTIONS:

@@ -210,16 +210,27 @@ class Database:
             cur.close()
 
     @contextmanager
-    def write(self) -> Iterator[Tx]:
-        """A write transaction: committed (durably) when the block exits, rolled back on error."""
+    def write(self, *, durable: bool = True) -> Iterator[Tx]:
+        """A write transaction, committed when the block exits, rolled back on error.
+
+        ``durable=True``: the commit is on disk (fsync) before this returns; decisions use it.
+        ``durable=False`` skips that wait for state that may be lost in a power cut without harm
+        (a lease: at worst the item becomes claimable again). A process crash loses neither kind,
+        and the next durable commit makes everything before it durable too.
+        """
         if self.postgres:
-            conn = self._conn()
-            cur = conn.cursor()
+            cur = self._conn().cursor()
             cur.execute("BEGIN")
+            if not durable:
+                cur.execute("SET LOCAL synchronous_commit = off")
             yield from self._finish(cur)
         else:
             with self._write_lock:
-                cur = self._conn().cursor()
+                conn = self._conn()
+                if getattr(self._local, "durable", True) != durable:
+                    conn.execute("PRAGMA synchronous=" + ("FULL" if durable else "NORMAL"))
+                    self._local.durable = durable
+                cur = conn.cursor()
                 cur.execute("BEGIN IMMEDIATE")
                 yield from self._finish(cur)
 

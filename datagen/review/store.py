@@ -181,7 +181,7 @@ class ReviewStore:
         """
         now = self.clock()
         until = now + self.lease_seconds
-        with self.db.write() as tx:
+        with self.db.write(durable=False) as tx:
             row = tx.one(
                 f"UPDATE items SET lease_until = ? WHERE id = (SELECT id FROM items WHERE lease_reviewer = ? "
                 f"AND status = 'pending' ORDER BY id LIMIT 1{self.db.for_update}) RETURNING {ITEM_COLUMNS}",

@@ -42,7 +42,7 @@ Skips are ``Quarantined`` with reasons: ``no_instances``, ``one_instance``, ``ba
 from __future__ import annotations
 
 import platform
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Iterator, Sequence
 
 import cv2
@@ -50,7 +50,7 @@ import numpy as np
 
 import datagen
 from datagen.compositing import CompositingError, paste, touching_sides
-from datagen.instructions.referring import Referring, anchor_phrase, referring_table, relation_to
+from datagen.instructions.referring import Referring, referring_table
 from datagen.instructions.templates import (
     ADD_TEMPLATES,
     REMOVE_TEMPLATES,
@@ -59,9 +59,17 @@ from datagen.instructions.templates import (
     seeded_index,
     with_article,
 )
-from datagen.quality import QualityChecker, QualityReport, bbox_slices, dilate
-from datagen.schema import EditSample, ImageRecord, Instance, Quarantined, SampleError, check_box, sample_key
+from datagen.quality import QualityChecker, QualityReport, dilate
+from datagen.schema import EditSample, ImageRecord, Instance, Quarantined, sample_key
 from datagen.understanding.donors import PreparedDonor, prepare_donors
+from datagen.understanding.scene import (
+    find_anchor,
+    has_repeated_category,
+    record_problem,
+    restrict_to,
+    usable_refs,
+    with_masks,
+)
 
 OPS = ("remove", "add", "replace")
 BORDER_POLICIES = ("clip", "skip")
@@ -113,6 +121,7 @@ class UnderstandingBuilder:
         min_area: int = 100,
         feather_px: float = 2.0,
         harmonize_band_px: int = 4,
+        max_upscale: float = 4.0,
         border: str = "clip",
         multi_object: bool = True,
         ops: Sequence[str] = OPS,
@@ -126,11 +135,12 @@ class UnderstandingBuilder:
         self.masker, self.inpainter, self.harmonizer = masker, inpainter, harmonizer
         self.seed, self.dilate_px, self.min_area = int(seed), int(dilate_px), int(min_area)
         self.feather_px, self.border, self.multi_object = float(feather_px), border, bool(multi_object)
-        self.harmonize_band_px = int(harmonize_band_px)
+        self.harmonize_band_px, self.max_upscale = int(harmonize_band_px), float(max_upscale)
         self.ops = tuple(op for op in OPS if op in ops)
         self.quality = quality if quality is not None else QualityChecker()
         self.donors, self.donor_problems = prepare_donors(donors)
         self._settings = self._compute_settings()
+        self._versions = _package_versions()
 
     # ------------------------------------------------------------------ public
 
@@ -139,11 +149,11 @@ class UnderstandingBuilder:
         return self._settings
 
     def __call__(self, record: ImageRecord) -> Iterator[EditSample | Quarantined]:
-        problem = _record_problem(record)
+        problem = record_problem(record)
         if problem is not None:
             yield Quarantined(id=record.id, reason=problem[0], detail=problem[1], source=record.source)
             return
-        if not self.multi_object and not _has_repeated_category(record):
+        if not self.multi_object and not has_repeated_category(record):
             yield Quarantined(id=record.id, reason="one_instance", source=record.source,
                               detail="no category has two instances (multi_object=False)")
             return
@@ -152,7 +162,7 @@ class UnderstandingBuilder:
         except ValueError as exc:  # a backend's contract check: bad box, missing annotation...
             yield Quarantined(id=record.id, reason="mask_failed", detail=str(exc), source=record.source)
             return
-        masked = _with_masks(record, masks)
+        masked = with_masks(record, masks)
         table = referring_table(masked)
         truncated = {i.id for i in record.instances if any(touching_sides(i.box, record.image.shape[:2]).values())}
         coverage = masks.sum(axis=0, dtype=np.uint16)  # instances covering each pixel
@@ -196,7 +206,7 @@ class UnderstandingBuilder:
             return self._skip(record, inst, "tiny_instance", f"mask has {area} pixels (< {self.min_area})")
         if inst.id in truncated and self.border == "skip":
             return self._skip(record, inst, "touches_border", f"box {list(inst.box)} touches the image border")
-        refs = _usable_refs(record, inst, refs, truncated)
+        refs = usable_refs(record, inst, refs, truncated)
         if not refs:
             return self._skip(record, inst, "ambiguous", f"no attribute names this {inst.category} uniquely")
         keep_out = coverage > mask  # covered by at least one other instance
@@ -230,7 +240,7 @@ class UnderstandingBuilder:
                             images=("x1", "y1"))
 
     def _add_sample(self, record: ImageRecord, rm: _Removal) -> EditSample | Quarantined:
-        anchor = _find_anchor(record, rm.instance)
+        anchor = find_anchor(record, rm.instance)
         if anchor is None:
             return self._skip(record, rm.instance, "no_anchor",
                               "no remaining instance has a clear relation and a unique phrase", "add")
@@ -255,12 +265,16 @@ class UnderstandingBuilder:
             pasted = paste(rm.y1, donor.rgb, donor.mask, inst.box, feather_px=self.feather_px, keep_out=rm.keep_out)
         except CompositingError as exc:
             return self._skip(record, inst, exc.reason, exc.detail, "replace")
+        if pasted.placement.scale > self.max_upscale:  # a blown-up cutout reads as a blur, not an object
+            return self._skip(record, inst, "donor_too_small",
+                              f"donor {donor.category} would be enlarged {pasted.placement.scale:.1f}x "
+                              f"(> {self.max_upscale}x)", "replace")
         y4 = self.harmonizer.harmonize(pasted.image, pasted.mask, background=rm.y1)
         # The harmonizer may blend a thin band around the object (Poisson); that band joins the
         # edit mask, minus the other instances, and anything it changed beyond is discarded so
         # the mask stays the whole truth about what changed.
         edit = rm.hole | (dilate(pasted.mask, self.harmonize_band_px) & ~rm.keep_out)
-        y4 = _restrict(y4, record.image, edit)
+        y4 = restrict_to(y4, record.image, edit)
         report = self.quality.check_paste(record.image, y4, edit, pasted.mask)
         if not rm.report.ok:  # y4 is built on y1: a failed removal shows through
             report = report.merged(rm.report)
@@ -273,9 +287,9 @@ class UnderstandingBuilder:
         alternatives = [choose(REPLACE_TEMPLATES, {**values, "ref": r.phrase}, self.seed, ("replace", *key)).instruction
                         for r in rm.refs if r is not ref]
         target = {**self._target(rm, ref), "new_category": donor.category,
-                  "paste_box": [float(v) for v in pasted.box]}
+                  "paste_box": [float(v) for v in pasted.box], "paste_scale": round(pasted.placement.scale, 4)}
         extra = {"donor": {"index": donor.index, "category": donor.category, "fingerprint": donor.fingerprint},
-                 "harmonizer": _backend_info(self.harmonizer), "feather_px": self.feather_px,
+                 "harmonizer": self._settings["harmonizer"], "feather_px": self.feather_px,
                  "harmonize_band_px": self.harmonize_band_px}
         return self._sample(record, rm, "replace", record.image, y4, edit, phrasing.instruction,
                             [*phrasing.paraphrases, *alternatives], target, report,
@@ -295,7 +309,7 @@ class UnderstandingBuilder:
     def _target(self, rm: _Removal, ref: Referring | None) -> dict:
         inst = rm.instance
         out = {"category": inst.category, "instance": inst.id, "box": [float(v) for v in inst.box],
-               "attributes": [r.to_dict() for r in rm.refs]}
+               "attributes": [{"attribute": r.attribute, "value": r.value, "phrase": r.phrase} for r in rm.refs]}
         if ref is not None:
             out.update(attribute=ref.attribute, value=ref.value, phrase=ref.phrase)
         return out
@@ -310,11 +324,11 @@ class UnderstandingBuilder:
         provenance = {
             "record": record.id, "source": record.source, "builder": self.name,
             "images": {"src": images[0], "tgt": images[1]},
-            "masker": _backend_info(self.masker), "inpainter": _backend_info(self.inpainter),
+            "masker": self._settings["masker"], "inpainter": self._settings["inpainter"],
             "seeds": {"builder": self.seed, "inpaint": rm.inpaint_seed},
             "dilate_px": self.dilate_px, "border": self.border,
             "quality_settings": self._settings["quality"],
-            "versions": _package_versions(),
+            "versions": self._versions,
             **(extra or {}),
         }
         return EditSample(
@@ -327,6 +341,7 @@ class UnderstandingBuilder:
         return {
             "seed": self.seed, "dilate_px": self.dilate_px, "min_area": self.min_area,
             "feather_px": self.feather_px, "harmonize_band_px": self.harmonize_band_px,
+            "max_upscale": self.max_upscale,
             "border": self.border, "multi_object": self.multi_object,
             "ops": list(self.ops),
             "masker": _backend_info(self.masker), "inpainter": _backend_info(self.inpainter),
@@ -334,81 +349,6 @@ class UnderstandingBuilder:
             "donors": [{"category": d.category, "fingerprint": d.fingerprint} for d in self.donors],
             "quality": self.quality.settings(),
         }
-
-
-# ---------------------------------------------------------------------- module helpers
-
-
-def _record_problem(record: ImageRecord) -> tuple[str, str] | None:
-    """Record-level reasons to skip, or None. Broken annotations skip the whole record: referring
-    expressions compare every instance, so one unreadable instance can make "the left cat" wrong."""
-    image = record.image
-    if not (isinstance(image, np.ndarray) and image.ndim == 3 and image.shape[2] == 3 and image.dtype == np.uint8):
-        return "bad_image", f"image must be HxWx3 uint8, got {getattr(image, 'dtype', None)} {getattr(image, 'shape', None)}"
-    if not record.instances:
-        return "no_instances", "the record has no annotated instance"
-    if len(record.instances) < 2:
-        return "one_instance", "one instance: nothing to name it against and nothing to anchor an addition to"
-    hw = image.shape[:2]
-    for inst in record.instances:
-        try:
-            check_box(inst.box, hw)
-        except SampleError as exc:
-            return "bad_box", f"instance {inst.id}: {exc}"
-        if inst.mask is not None and (not isinstance(inst.mask, np.ndarray) or inst.mask.shape != hw):
-            return "bad_mask", f"instance {inst.id}: mask shape {getattr(inst.mask, 'shape', None)} != image {hw}"
-    return None
-
-
-def _has_repeated_category(record: ImageRecord) -> bool:
-    seen: set[str] = set()
-    for inst in record.instances:
-        if inst.category in seen:
-            return True
-        seen.add(inst.category)
-    return False
-
-
-def _with_masks(record: ImageRecord, masks: np.ndarray) -> ImageRecord:
-    """The record with masker masks filled in where none was annotated, so referring expressions
-    (size by mask area, colour of the masked pixels) see the same object the edit removes."""
-    instances = [inst if inst.mask is not None else replace(inst, mask=masks[k]) for k, inst in enumerate(record.instances)]
-    return replace(record, instances=instances)
-
-
-def _usable_refs(record: ImageRecord, inst: Instance, refs: list[Referring], truncated: set[str]) -> list[Referring]:
-    """Drop ``size`` when any instance of the category is cut by the frame (visible != real size)."""
-    if any(i.id in truncated for i in record.instances if i.category == inst.category):
-        return [r for r in refs if r.attribute != "size"]
-    return list(refs)
-
-
-def _find_anchor(record: ImageRecord, removed: Instance) -> tuple[Instance, str, str] | None:
-    """A remaining instance to phrase the addition against: ``(anchor, relation, phrase)``."""
-    def centre(i: Instance) -> tuple[float, float]:
-        return (i.box[0] + i.box[2]) / 2.0, (i.box[1] + i.box[3]) / 2.0
-
-    mirrored = bool(removed.attributes.get("in_mirror", False))
-    cx, cy = centre(removed)
-    others = [i for i in record.instances
-              if i.id != removed.id and bool(i.attributes.get("in_mirror", False)) == mirrored]
-    others.sort(key=lambda i: (i.category != removed.category, (centre(i)[0] - cx) ** 2 + (centre(i)[1] - cy) ** 2))
-    for other in others:
-        relation = relation_to(record, removed.id, other.id)
-        if relation is None:
-            continue
-        phrase = anchor_phrase(record, other.id, ignore=[removed.id])
-        if phrase is not None:
-            return other, relation, phrase
-    return None
-
-
-def _restrict(edited: np.ndarray, original: np.ndarray, allowed: np.ndarray) -> np.ndarray:
-    """``edited`` inside ``allowed`` (HxW bool), ``original`` everywhere else (HxWx3 uint8)."""
-    out = original.copy()
-    ys, xs = bbox_slices(allowed, 0)
-    out[ys, xs] = np.where(allowed[ys, xs, None], edited[ys, xs], original[ys, xs])
-    return out
 
 
 def _failure_detail(report: QualityReport) -> str:

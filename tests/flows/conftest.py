@@ -53,10 +53,10 @@ def demo_reference(tmp_path_factory):
     config = JobConfig("understanding", source=DEMO_SOURCE, out=str(out / "data"), name="ref",
                        manifest_dir=str(out / "manifests"), batch_size=2)
     result = run_job(config)
-    return {"keys": keys_in(out / "data"), "manifest": result.manifest, "stats": result.stats}
+    return {"source": DEMO_SOURCE, "keys": keys_in(out / "data"), "manifest": result.manifest, "stats": result.stats}
 
 
-DEMO_SOURCE = "demo:8"  # the source every flow test runs on
+DEMO_SOURCE = "demo:6"  # the source every flow test runs on: 3 batches of 2 scenes, ~45 samples
 
 
 @pytest.fixture(scope="session")

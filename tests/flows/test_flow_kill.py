@@ -19,7 +19,7 @@ import pytest
 pytestmark = pytest.mark.prefect
 
 ROOT = Path(__file__).resolve().parents[2]
-BATCHES = 4  # demo:8 in batches of 2
+BATCHES = 3  # demo:6 in batches of 2
 
 
 def _partial_shards(data: Path) -> bool:
@@ -48,10 +48,8 @@ def test_sigkill_then_rerun_gives_every_sample_once(point, prefect_server, tmp_p
     from datagen.shards import verify_manifest
     from flows.understanding import synth_understanding
 
-    from conftest import DEMO_SOURCE
-
     data, manifests = tmp_path / "data", tmp_path / "manifests"
-    params = {"source": DEMO_SOURCE, "out": str(data), "manifest_dir": str(manifests), "name": "killed",
+    params = {"source": demo_reference["source"], "out": str(data), "manifest_dir": str(manifests), "name": "killed",
               "batch_size": 2}
     cmd = [sys.executable, "-m", "flows", "synth-understanding", "--params", json.dumps(params)]
     proc = subprocess.Popen(cmd, cwd=ROOT, env=prefect_server.env(), stdout=subprocess.DEVNULL,
