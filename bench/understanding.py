@@ -92,7 +92,7 @@ def bare_inputs(samples, scenes) -> list[dict]:
             job["holes"][inst] = s.mask
         if s.op == "replace":
             job["pastes"].append((inst, s.provenance["donor"]["index"], s.target["box"]))
-        job["encode"].append((s.src, s.tgt, s.mask))
+        job["encode"].append((s.src, s.tgt, s.mask, s.metadata()))
     return [{"png": png, **by_record[rec.id]} for rec, png in scenes if rec.id in by_record]
 
 
@@ -111,8 +111,8 @@ def bare_pass(jobs, inpainter, harmonizer, donors, feather_px: float) -> _Clock:
                 d = donors[donor_index]
                 pasted = paste(y1[inst], d.rgb, d.mask, box, feather_px=feather_px)
                 harmonizer.harmonize(pasted.image, pasted.mask, background=y1[inst])
-            for src, tgt, mask in job["encode"]:
-                encode_image(src, "png"), encode_image(tgt, "png"), encode_mask(mask), json.dumps({})
+            for src, tgt, mask, meta in job["encode"]:
+                encode_image(src, "png"), encode_image(tgt, "png"), encode_mask(mask), json.dumps(meta)
     return clock
 
 

@@ -219,7 +219,7 @@ class QualityChecker:
     def check_common(self, src: np.ndarray, tgt: np.ndarray, edit_mask: np.ndarray) -> QualityReport:
         """``mask_area`` and ``background`` for any op."""
         rep = QualityReport()
-        frac = float(edit_mask.mean())
+        frac = np.count_nonzero(edit_mask) / edit_mask.size
         rep.scores["mask_frac"] = round(frac, 6)
         rep.record(
             "mask_area",

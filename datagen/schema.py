@@ -41,6 +41,14 @@ def sample_key(*parts: Any) -> str:
     return hashlib.sha1(blob.encode("utf-8")).hexdigest()[:24]
 
 
+def check_key(key: Any) -> None:
+    """Raise ``SampleError`` unless ``key`` can name a WebDataset sample (no dots, no slashes)."""
+    if not isinstance(key, str) or not _KEY_RE.match(key):
+        raise SampleError(
+            f"key {key!r} must be 1-128 characters of letters, digits, '_' or '-' (no dots)"
+        )
+
+
 def check_image(name: str, image: Any) -> None:
     """Raise ``SampleError`` unless ``image`` is an ``HxWx3 uint8`` array."""
     if not isinstance(image, np.ndarray):
@@ -105,10 +113,7 @@ class EditSample:
 
     def validate(self) -> "EditSample":
         """Raise ``SampleError`` on any contract violation; return self for chaining."""
-        if not isinstance(self.key, str) or not _KEY_RE.match(self.key):
-            raise SampleError(
-                f"key {self.key!r} must be 1-128 characters of letters, digits, '_' or '-' (no dots)"
-            )
+        check_key(self.key)
         check_image("src", self.src)
         check_image("tgt", self.tgt)
         if self.src.shape != self.tgt.shape:

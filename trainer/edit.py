@@ -34,7 +34,6 @@ class Editor:
     """A loaded checkpoint ready to edit. ``llava``/``sd``: override the base paths it records."""
 
     def __init__(self, ckpt: str | Path, device: str | None = None, llava: str = "", sd: str = ""):
-        from trainer.features import to_vit_tensor  # noqa: F401  (import check: keeps failures early)
         from trainer.models.build import build_model, read_checkpoint_config
         from trainer.models.llava import image_preprocess_config
         from trainer.prompts import PromptBuilder
@@ -53,6 +52,14 @@ class Editor:
     @torch.no_grad()
     def condition(self, image: Image.Image, instruction: str, latent_hw, *, temperature: float, seed: int):
         """-> (context [1,77,C], spatial [1,C_in,h,w], Generation)."""
+        with self._autocast():
+            return self._condition(image, instruction, latent_hw, temperature, seed)
+
+    def _autocast(self):
+        """bf16 autocast on GPU (frozen weights are bf16, trained rows fp32); a no-op on CPU."""
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda")
+
+    def _condition(self, image, instruction, latent_hw, temperature, seed):
         from trainer.features import to_vit_tensor
         from trainer.generate import sample_answer
 

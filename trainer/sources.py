@@ -24,6 +24,7 @@ class Source:
     urls: list[str] = field(default_factory=list)
     records: list[dict] = field(default_factory=list)
     image_root: str = ""
+    declared_weight: float | None = None  # a manifest's own "weight" (build_manifest extra), if any
 
 
 def _fs(url: str):
@@ -70,8 +71,10 @@ def manifest_source(url: str) -> Source:
     data = read_json(url)
     shards = [s for s in data["shardlist"] if int(s.get("nsamples", 0)) > 0]
     name = str(data.get("name") or Path(url).stem)
+    weight = data.get("weight")
     return Source(name=name, kind="shards", nsamples=sum(int(s["nsamples"]) for s in shards), weight=0.0,
-                  urls=[resolve_url(url, s["url"]) for s in shards])
+                  urls=[resolve_url(url, s["url"]) for s in shards],
+                  declared_weight=float(weight) if isinstance(weight, (int, float)) else None)
 
 
 def vqa_source(path: str, image_root: str | None = None) -> Source:
@@ -101,11 +104,11 @@ def parse_mix(items: list[str] | None) -> dict[str, float]:
 
 
 def assign_weights(sources: list[Source], mix: dict[str, float]) -> list[Source]:
-    """Sources named in ``mix`` get that weight; the rest are weighted by size (sample count).
+    """Weight of each source: ``mix[name]`` if given, else the manifest's own ``weight`` field,
+    else its share of all samples (size-proportional, i.e. plain concatenation).
 
-    Weights are then normalised to sum to 1 over the named and unnamed sources together, with the
-    unnamed sources sharing what the named ones leave of their own relative size. Sources with
-    weight 0 are dropped. Raises if a ``mix`` name matches no source.
+    Weights are then normalised to sum to 1. Sources with weight 0 are dropped. Raises if a
+    ``mix`` name matches no source.
     """
     names = {s.name for s in sources}
     unknown = sorted(set(mix) - names)
@@ -113,7 +116,8 @@ def assign_weights(sources: list[Source], mix: dict[str, float]) -> list[Source]
         raise ValueError(f"--mix names {unknown} match no source; sources are {sorted(names)}")
     total = sum(s.nsamples for s in sources) or 1
     for s in sources:
-        s.weight = mix.get(s.name, s.nsamples / total)
+        default = s.declared_weight if s.declared_weight is not None else s.nsamples / total
+        s.weight = mix.get(s.name, default)
     kept = [s for s in sources if s.weight > 0 and s.nsamples > 0]
     if not kept:
         raise ValueError("no source left to train on (all empty or weighted 0)")

@@ -150,6 +150,11 @@ def _setup(args):
     optimizer = torch.optim.AdamW(params, lr=args.lr, weight_decay=args.weight_decay)
     warmup = math.ceil(args.warmup_ratio * args.max_steps)
     scheduler = get_scheduler(args.lr_schedule, optimizer, num_warmup_steps=warmup, num_training_steps=args.max_steps)
+    if accelerator.state.deepspeed_plugin is not None:  # "auto" values need a prepared loader; ours is not
+        ds = accelerator.state.deepspeed_plugin.deepspeed_config
+        ds.update(train_micro_batch_size_per_gpu=args.batch_size, gradient_accumulation_steps=args.grad_accum,
+                  gradient_clipping=args.max_grad_norm,
+                  train_batch_size=args.batch_size * args.grad_accum * accelerator.num_processes)
     model, optimizer = accelerator.prepare(model, optimizer)
     state = load_training_state(accelerator, ckpt, optimizer, scheduler) if ckpt else {"step": 0, "batches": 0}
 

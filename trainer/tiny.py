@@ -91,7 +91,7 @@ def save_tiny_sd(out: Path, seed: int = 0) -> Path:
     torch.manual_seed(seed)
     UNet2DConditionModel(
         sample_size=32, in_channels=4, out_channels=4, layers_per_block=1, block_out_channels=(32, 64),
-        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
         cross_attention_dim=TINY_CROSS_DIM, attention_head_dim=8, norm_num_groups=32,
     ).save_pretrained(out / "unet")
     AutoencoderKL(

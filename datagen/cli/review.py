@@ -32,7 +32,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     serve.add_argument("--lease-seconds", type=float, default=300.0,
                        help="how long a reviewer holds an item before others may take it (default 300)")
     serve.add_argument("--reviews-per-item", type=int, default=None,
-                       help="reviews each newly enqueued item needs (stored in the queue)")
+                       help="reviews each item needs: new items and pending ones nobody has reviewed yet "
+                       "(stored in the queue)")
     serve.add_argument("--agreement", choices=("unanimous", "majority"), default=None,
                        help="how several reviews combine into a status (stored in the queue)")
     serve.add_argument("--secure-cookie", action="store_true", help="HTTPS-only sign-in cookie (behind a TLS proxy)")

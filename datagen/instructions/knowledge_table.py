@@ -82,7 +82,7 @@ CATEGORIES: dict[str, tuple[str, str, list[tuple[str, tuple[str, ...]]]]] = {
     "traffic light": ("object", "traffic light", [
         ("shows red, amber and green lights to drivers", ()),
         ("controls the traffic at a crossroads", ("stop sign",)),
-        ("gives people warning", ("stop sign", "fire hydrant")),
+        ("gives people warning", ("stop sign",)),
     ]),
     "fire hydrant": ("object", "fire hydrant", [
         ("supplies water to firefighters' hoses", ()),
@@ -391,7 +391,7 @@ CATEGORIES: dict[str, tuple[str, str, list[tuple[str, tuple[str, ...]]]]] = {
         ("cuts paper", ("knife",)),
     ]),
     "teddy bear": ("object", "teddy bear", [
-        ("children cuddle at bedtime", ()),
+        ("is cuddled by children at bedtime", ()),
         ("is a stuffed toy named after Theodore Roosevelt", ()),
     ]),
     "hair drier": ("object", "hair dryer", [
@@ -430,3 +430,12 @@ RECOLOR_KINDS = ("object", "vehicle", "food", "animal", "plant")
 # Target colours of recolour edits: the basic colour terms a hue shift can reach (``colors``
 # names black / white / gray / brown by value and saturation, which a hue change cannot make).
 RECOLOR_COLOURS = ("red", "orange", "yellow", "green", "blue", "purple", "pink")
+
+# Other names datasets use for the same categories (Pascal VOC, Objects365-style spellings).
+ALIASES: dict[str, str] = {
+    "aeroplane": "airplane", "motorbike": "motorcycle", "sofa": "couch", "tvmonitor": "tv",
+    "television": "tv", "diningtable": "dining table",
+    "pottedplant": "potted plant", "hair dryer": "hair drier", "cellphone": "cell phone",
+    "mobile phone": "cell phone", "doughnut": "donut", "ball": "sports ball", "people": "person",
+    "man": "person", "woman": "person", "fridge": "refrigerator", "mug": "cup",
+}

@@ -66,6 +66,12 @@ def _token(request: Request) -> str | None:
     return request.cookies.get(COOKIE)
 
 
+def _item_id(text: str) -> int:
+    if not text.isdigit() or len(text) > 18:
+        raise HTTPException(404, "no such item")
+    return int(text)
+
+
 def _page(name: str) -> HTMLResponse:
     return HTMLResponse((STATIC / name).read_text(encoding="utf-8"), headers={"cache-control": "no-store"})
 
@@ -78,6 +84,8 @@ def create_app(store: ReviewStore, *, secure_cookie: bool = False) -> FastAPI:
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.state.store = store
 
+    # Handlers call this first, before looking at any parameter, so a request without a valid
+    # token gets 401 whatever else is wrong with it (path parameters are parsed by hand for that).
     def signed_in(request: Request) -> Reviewer:
         reviewer = store.authenticate(_token(request))
         if reviewer is None:
@@ -145,9 +153,10 @@ def create_app(store: ReviewStore, *, secure_cookie: bool = False) -> FastAPI:
         return JSONResponse({"item": store.claim(reviewer.name)})
 
     @app.post("/api/items/{item_id}/{action}")
-    def act(item_id: int, action: str, request: Request) -> JSONResponse:
+    def act(item_id: str, action: str, request: Request) -> JSONResponse:
         """approve / reject / skip. Answered only after the change is committed to disk."""
         reviewer = signed_in(request)
+        item_id = _item_id(item_id)
         if action not in ACTIONS:
             raise HTTPException(404, f"unknown action {action!r}; use one of {ACTIONS}")
         if action == "skip":
@@ -166,11 +175,11 @@ def create_app(store: ReviewStore, *, secure_cookie: bool = False) -> FastAPI:
         return JSONResponse({"cleared": store.clear_skips(reviewer.name)})
 
     @app.post("/api/items/{item_id}/resolve/{verdict}")
-    def resolve(item_id: int, verdict: str, request: Request) -> JSONResponse:
+    def resolve(item_id: str, verdict: str, request: Request) -> JSONResponse:
         reviewer = signed_in(request)
         if not reviewer.is_admin:
             raise HTTPException(403, "only an admin reviewer resolves conflicts")
-        return JSONResponse(store.resolve(item_id, reviewer.name, verdict))
+        return JSONResponse(store.resolve(_item_id(item_id), reviewer.name, verdict))
 
     # -- reading ------------------------------------------------------------------------------
     @app.get("/api/progress")
@@ -179,14 +188,24 @@ def create_app(store: ReviewStore, *, secure_cookie: bool = False) -> FastAPI:
         return JSONResponse(store.progress(reviewer.name))
 
     @app.get("/api/history")
-    def history(request: Request, limit: int = 10) -> JSONResponse:
+    def history(request: Request) -> JSONResponse:
         reviewer = signed_in(request)
-        return JSONResponse({"history": store.history(reviewer.name, max(1, min(limit, 100)))})
+        try:
+            limit = max(1, min(int(request.query_params.get("limit", 10)), 100))
+        except ValueError:
+            raise HTTPException(422, "limit must be a whole number") from None
+        return JSONResponse({"history": store.history(reviewer.name, limit)})
 
     @app.get("/api/stats")
     def stats(request: Request) -> JSONResponse:
         signed_in(request)
         return JSONResponse(queue_stats(store))
+
+    @app.api_route("/api/{rest:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE"], include_in_schema=False)
+    def unknown_api(rest: str, request: Request) -> JSONResponse:
+        """Anything else under /api: still 401 before 404, so no route is probed without a token."""
+        signed_in(request)
+        raise HTTPException(404, f"no API route /api/{rest}")
 
     @app.get("/blobs/{name}")
     def blob(name: str, request: Request) -> FileResponse:

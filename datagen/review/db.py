@@ -4,11 +4,12 @@ Queries are written once with ``?`` placeholders and the handful of constructs b
 share (partial indexes, ``ON CONFLICT``, ``RETURNING``); the few differences live here:
 row-locking clauses, primary-key types, how a write transaction starts, the audit-log triggers.
 
-Connections are per thread: the web app runs its handlers on a thread pool, and a connection
-per thread avoids both a shared-connection lock and a pool dependency.
+SQLite connections are per thread (the web app runs its handlers on a thread pool); Postgres
+connections come from a small pool, since each one is a server process.
 """
 from __future__ import annotations
 
+import queue
 import sqlite3
 import threading
 from contextlib import contextmanager
@@ -140,7 +141,7 @@ class Tx:
 class Database:
     """Thread-local connections to one queue database; see the module docstring."""
 
-    def __init__(self, url: str | Path):
+    def __init__(self, url: str | Path, *, pool_size: int = 8):
         self.url = str(url)
         self.postgres = is_postgres_url(self.url)
         self.dialect = "postgres" if self.postgres else "sqlite"
@@ -154,6 +155,10 @@ class Database:
         # SQLite allows one writer at a time; queueing writers on a Python lock instead of
         # SQLite's busy handler (which sleeps up to 100 ms between retries) keeps tail latency low.
         self._write_lock = threading.Lock()
+        # Postgres: a small shared pool rather than a connection per web-server thread. Every
+        # connection is a server process; a few busy ones beat dozens competing for the CPUs.
+        self._pool: queue.LifoQueue = queue.LifoQueue()
+        self._pool_slots = threading.BoundedSemaphore(pool_size)
         if not self.postgres:
             path = sqlite_path(self.url)
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -177,14 +182,27 @@ class Database:
             self._all.append(conn)
         return conn
 
-    def _conn(self) -> Any:
-        conn = getattr(self._local, "conn", None)
-        if conn is not None and self.postgres and (conn.closed or conn.broken):
-            conn = None  # the server restarted or dropped us: reconnect
-        if conn is None:
-            conn = self._connect()
-            self._local.conn = conn
-        return conn
+    @contextmanager
+    def _connection(self) -> Iterator[Any]:
+        """SQLite: this thread's connection. Postgres: one from the pool, returned afterwards."""
+        if not self.postgres:
+            conn = getattr(self._local, "conn", None)
+            if conn is None:
+                conn = self._local.conn = self._connect()
+            yield conn
+            return
+        with self._pool_slots:
+            try:
+                conn = self._pool.get_nowait()
+            except queue.Empty:
+                conn = self._connect()
+            if conn.closed or conn.broken:
+                conn = self._connect()  # the server restarted or dropped us
+            try:
+                yield conn
+            finally:
+                if not (conn.closed or conn.broken):
+                    self._pool.put(conn)
 
     def close(self) -> None:
         with self._all_lock:
@@ -195,19 +213,20 @@ class Database:
             except Exception:  # closing a connection from another thread may complain; it's closed
                 pass
         self._local = threading.local()
+        self._pool = queue.LifoQueue()
 
     # -- transactions ------------------------------------------------------------------------
     @contextmanager
     def read(self) -> Iterator[Tx]:
         """A read-only snapshot (several queries see one consistent state)."""
-        conn = self._conn()
-        cur = conn.cursor()
-        cur.execute("BEGIN")
-        try:
-            yield Tx(cur, self.postgres)
-        finally:
-            cur.execute("ROLLBACK")  # nothing to keep; cheaper than COMMIT on Postgres
-            cur.close()
+        with self._connection() as conn:
+            cur = conn.cursor()
+            cur.execute("BEGIN")
+            try:
+                yield Tx(cur, self.postgres)
+            finally:
+                cur.execute("ROLLBACK")  # nothing to keep; cheaper than COMMIT on Postgres
+                cur.close()
 
     @contextmanager
     def write(self, *, durable: bool = True) -> Iterator[Tx]:
@@ -219,14 +238,14 @@ class Database:
         and the next durable commit makes everything before it durable too.
         """
         if self.postgres:
-            cur = self._conn().cursor()
-            cur.execute("BEGIN")
-            if not durable:
-                cur.execute("SET LOCAL synchronous_commit = off")
-            yield from self._finish(cur)
+            with self._connection() as conn:
+                cur = conn.cursor()
+                cur.execute("BEGIN")
+                if not durable:
+                    cur.execute("SET LOCAL synchronous_commit = off")
+                yield from self._finish(cur)
         else:
-            with self._write_lock:
-                conn = self._conn()
+            with self._write_lock, self._connection() as conn:
                 if getattr(self._local, "durable", True) != durable:
                     conn.execute("PRAGMA synchronous=" + ("FULL" if durable else "NORMAL"))
                     self._local.durable = durable

@@ -6,7 +6,9 @@ Rules it enforces (DESIGN.md, reliability):
   else is given it until it is decided, skipped or the lease runs out. On Postgres the claim is
   ``UPDATE ... WHERE id = (SELECT ... FOR UPDATE SKIP LOCKED)``; on SQLite it runs inside a
   ``BEGIN IMMEDIATE`` transaction, which excludes every other writer.
-* **Durable once acknowledged.** Every state change commits (fsync'd) before the call returns.
+* **Durable once acknowledged.** Decisions, skips, undos and resolutions commit (fsync) before
+  the call returns. A lease commits without waiting for the disk: a power cut may forget one,
+  which only makes the item claimable again (a killed process loses nothing).
 * **A reviewer reviews an item at most once** (a partial unique index on active decisions).
   Repeating the same decision is acknowledged again and changes nothing, so a client may retry.
 * **N reviews per item** (``required``, fixed when the item is enqueued) and an agreement rule
@@ -21,15 +23,17 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Iterable
 
-from ..imageio import decode_image, decode_mask, encode_image, encode_mask
+from ..imageio import encode_image, encode_mask
 from ..schema import EditSample
 from . import auth
 from .blobs import BlobStore
 from .db import Database, is_postgres_url, sqlite_path
+from .errors import NotFound, QueueError
 from .outline import outline_png
-from .records import ITEM_COLUMNS, agreement_status, item_view, review_record
+from .reads import QueueReads
+from .records import ITEM_COLUMNS, agreement_status, item_view
 
 VERDICTS = ("approve", "reject")
 AGREEMENT_RULES = ("unanimous", "majority")
@@ -37,22 +41,7 @@ DEFAULTS = {"reviews_per_item": "1", "agreement": "unanimous"}
 AUTH_CACHE_S = 5.0
 
 
-class QueueError(Exception):
-    """A request the queue refuses. ``code`` is stable (the web app maps it to an HTTP status)."""
-
-    status = 409
-
-    def __init__(self, code: str, detail: str):
-        super().__init__(detail)
-        self.code = code
-        self.detail = detail
-
-
-class NotFound(QueueError):
-    status = 404
-
-
-class ReviewStore:
+class ReviewStore(QueueReads):
     """A review queue in a database plus its image blobs; build one with ``open_store``."""
 
     def __init__(self, db: Database, blobs: BlobStore | None, *, lease_seconds: float = 300.0,
@@ -94,11 +83,20 @@ class ReviewStore:
         return self.setting("agreement")
 
     def configure(self, *, reviews_per_item: int | None = None, agreement: str | None = None) -> None:
-        """Set how many reviews new items need and the rule that turns verdicts into a status."""
+        """Set how many reviews items need and the rule that turns verdicts into a status.
+
+        ``reviews_per_item`` applies to items enqueued later and to pending items nobody has
+        reviewed yet (an item with votes keeps the number it was being reviewed under).
+        """
         if reviews_per_item is not None:
-            if int(reviews_per_item) < 1:
+            n = int(reviews_per_item)
+            if n < 1:
                 raise ValueError("reviews_per_item must be at least 1")
-            self.set_setting("reviews_per_item", str(int(reviews_per_item)))
+            with self.db.write() as tx:
+                tx.run("INSERT INTO settings (name, value) VALUES ('reviews_per_item', ?) "
+                       "ON CONFLICT (name) DO UPDATE SET value = excluded.value", (str(n),))
+                tx.run("UPDATE items SET required = ? WHERE status = 'pending' AND required <> ? AND NOT EXISTS "
+                       "(SELECT 1 FROM decisions d WHERE d.item_id = items.id AND d.undone_at IS NULL)", (n, n))
         if agreement is not None:
             if agreement not in AGREEMENT_RULES:
                 raise ValueError(f"agreement must be one of {AGREEMENT_RULES}, got {agreement!r}")
@@ -330,66 +328,6 @@ class ReviewStore:
         tx.run("INSERT INTO audit (at, actor, action, item_id, detail) VALUES (?, ?, ?, ?, ?)",
                (at, actor, action, item_id, json.dumps(detail, sort_keys=True)))
 
-    # -- reading ------------------------------------------------------------------------------
-    def progress(self, reviewer: str) -> dict:
-        """Queue-wide done / left plus this reviewer's own count and what is still open to them."""
-        with self.db.read() as tx:
-            by_status = dict(tx.all("SELECT status, COUNT(*) FROM items GROUP BY status"))
-            mine = tx.one("SELECT COUNT(*) FROM decisions WHERE reviewer = ? AND undone_at IS NULL", (reviewer,))[0]
-            skipped = tx.one("SELECT COUNT(*) FROM skips s JOIN items i ON i.id = s.item_id "
-                             "WHERE s.reviewer = ? AND i.status = 'pending'", (reviewer,))[0]
-            open_to_me = tx.one(
-                "SELECT COUNT(*) FROM items i WHERE i.status = 'pending' AND NOT EXISTS (SELECT 1 FROM "
-                "decisions d WHERE d.item_id = i.id AND d.reviewer = ? AND d.undone_at IS NULL) "
-                "AND NOT EXISTS (SELECT 1 FROM skips s WHERE s.item_id = i.id AND s.reviewer = ?)",
-                (reviewer, reviewer))[0]
-        total = sum(by_status.values())
-        left = by_status.get("pending", 0)
-        return {"total": total, "done": total - left, "left": left, "mine": mine, "skipped": skipped,
-                "open_to_me": open_to_me, "by_status": {s: by_status.get(s, 0) for s in
-                                                        ("pending", "approved", "rejected", "conflicted")}}
-
-    def history(self, reviewer: str, limit: int = 10) -> list[dict]:
-        """This reviewer's latest decisions, newest first (withdrawn ones flagged ``undone``)."""
-        with self.db.read() as tx:
-            rows = tx.all("SELECT d.id, d.item_id, d.verdict, d.at, d.undone_at, i.instruction, i.status, i.tgt "
-                          "FROM decisions d JOIN items i ON i.id = d.item_id WHERE d.reviewer = ? "
-                          "ORDER BY d.id DESC LIMIT ?", (reviewer, int(limit)))
-        return [{"decision_id": r[0], "item_id": r[1], "verdict": r[2], "at": r[3], "undone": r[4] is not None,
-                 "instruction": r[5], "status": r[6], "thumb": r[7]} for r in rows]
-
-    def item(self, item_id: int) -> dict:
-        with self.db.read() as tx:
-            row = tx.one(f"SELECT {ITEM_COLUMNS} FROM items WHERE id = ?", (int(item_id),))
-        if row is None:
-            raise NotFound("no_item", f"no item {item_id}")
-        return item_view(row)
-
-    def decisions_of(self, tx, item_id: int) -> list[tuple]:
-        return tx.all("SELECT reviewer, verdict, at FROM decisions WHERE item_id = ? AND undone_at IS NULL "
-                      "ORDER BY id", (item_id,))
-
-    def sample(self, item_id: int) -> EditSample:
-        """The candidate as an ``EditSample`` with its review record in ``review``."""
-        with self.db.read() as tx:
-            row = tx.one("SELECT meta, src, tgt, mask, status, required, decided_at, case_id, resolved_by "
-                         "FROM items WHERE id = ?", (int(item_id),))
-            if row is None:
-                raise NotFound("no_item", f"no item {item_id}")
-            decisions = self.decisions_of(tx, item_id)
-            rule = self.agreement_in(tx)
-        meta, src, tgt, mask, status, required, decided_at, case_id, resolved_by = row
-        sample = EditSample.from_parts(json.loads(meta), decode_image(self.blobs.read(src)),
-                                       decode_image(self.blobs.read(tgt)), decode_mask(self.blobs.read(mask)))
-        sample.review = review_record(status, decisions, decided_at, rule=rule, required=required,
-                                      case_id=case_id, resolved_by=resolved_by)
-        return sample
-
-    def approved_unpublished(self) -> list[int]:
-        with self.db.read() as tx:
-            return [r[0] for r in tx.all("SELECT id FROM items WHERE status = 'approved' "
-                                         "AND published_at IS NULL ORDER BY id")]
-
     def mark_published(self, item_ids: Iterable[int], actor: str = "publish") -> None:
         now = self.clock()
         with self.db.write() as tx:
@@ -397,27 +335,6 @@ class ReviewStore:
                 if tx.run("UPDATE items SET published_at = ? WHERE id = ? AND published_at IS NULL",
                           (now, item_id)):
                     self._audit(tx, now, actor, "publish", item_id, {})
-
-    def export_rows(self) -> Iterator[dict]:
-        """One dict per item with its active decisions, in queue order (for JSONL export)."""
-        with self.db.read() as tx:
-            items = tx.all("SELECT id, key, case_id, instruction, scenario, op, status, required, decided_at, "
-                           "published_at, resolved_by FROM items ORDER BY id")
-            votes: dict[int, list] = {}
-            for item_id, reviewer, verdict, at in tx.all(
-                    "SELECT item_id, reviewer, verdict, at FROM decisions WHERE undone_at IS NULL ORDER BY id"):
-                votes.setdefault(item_id, []).append({"reviewer": reviewer, "verdict": verdict, "at": at})
-        for r in items:
-            yield {"item_id": r[0], "key": r[1], "case_id": r[2], "instruction": r[3], "scenario": r[4],
-                   "op": r[5], "status": r[6], "required": r[7], "decided_at": r[8], "published_at": r[9],
-                   "resolved_by": r[10], "decisions": votes.get(r[0], [])}
-
-    def audit_rows(self) -> Iterator[dict]:
-        with self.db.read() as tx:
-            rows = tx.all("SELECT id, at, actor, action, item_id, detail FROM audit ORDER BY id")
-        for r in rows:
-            yield {"id": r[0], "at": r[1], "actor": r[2], "action": r[3], "item_id": r[4],
-                   "detail": json.loads(r[5])}
 
 
 def _chunked_in(tx, sql: str, values: list, size: int = 500) -> list[tuple]:

@@ -19,7 +19,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from datagen.imageio import encode_image, encode_mask
-from datagen.schema import _KEY_RE, EditSample, Quarantined, SampleError
+from datagen.schema import EditSample, Quarantined, SampleError, check_key
 from datagen.shards.commit import CommitJob, CommittedState, ShardError, commit_shard
 from datagen.shards.index import index_row
 from datagen.shards.layout import (
@@ -272,8 +272,7 @@ class ShardWriter:
 
 def _member_entries(key: str, members: dict[str, bytes], meta: dict) -> list[tuple[str, bytes]]:
     """Check a sample's key, members and metadata; return its ``(tar member name, bytes)`` list."""
-    if not isinstance(key, str) or not _KEY_RE.match(key):
-        raise SampleError(f"key {key!r} must be 1-128 characters of letters, digits, '_' or '-'")
+    check_key(key)
     if not isinstance(meta, dict) or meta.get("key", key) != key:
         raise SampleError(f"meta must be a dict whose 'key' is {key!r}")
     entries = []

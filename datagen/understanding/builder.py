@@ -13,10 +13,13 @@ and three samples per instance, all sharing ``y1`` (each instance is masked once
 * ``add``     y1 -> x1  "Add a cat to the right of the cat"    mask = hole
 * ``replace`` x1 -> y4  "Replace the smaller cat with a cup"   mask = hole | pasted object
 
-Guarantees the trainer relies on (and tests check on ground-truth scenes): pixels outside a
-sample's mask are identical in src and tgt (backend output is pasted back inside the mask only,
-since learned inpainters and Poisson blending may touch pixels outside it), and every other
-instance is left untouched (the hole and the paste exclude the other instances' masks).
+Guarantees the trainer relies on (tests check them on ground-truth scenes): pixels outside a
+sample's mask are identical in src and tgt, and every other instance is left untouched (the hole
+and the paste exclude the other instances' masks). Inpainters return pixels outside the hole
+unchanged by contract, which the ``background`` quality check verifies rather than this code
+repairing; harmonizers may blend a thin band around the pasted object (Poisson), so the replace
+mask is ``hole | (pasted object grown by harmonize_band_px, minus other instances)`` and anything a
+harmonizer changes beyond it is discarded.
 
 Decisions:
 
@@ -28,16 +31,20 @@ Decisions:
   visible size is not its size, so ``size`` expressions ("the smaller cat") are not used for a
   category where any instance touches the border. ``border="skip"`` skips such instances
   (reason ``touches_border``).
-* A donor of any pixel size, also larger than the image, is scaled to the removed box; donors are
-  only skipped when broken (``bad_donor``, ``empty_donor``).
+* Donors: a donor of any pixel size, also larger than the image, is scaled to the removed box (it
+  is not a reason to skip); a donor that would have to be enlarged more than ``max_upscale`` times
+  is (``donor_too_small``: a blown-up cutout is a blur). Broken donors (empty mask, shape
+  mismatch) are set aside at start-up (``builder.donor_problems``) and never chosen.
 * Anchors for ``add``: remaining instances with a relation that holds by box geometry
   (``referring.relation_to``) and a phrase that is unique in y1; same category first, then by
-  distance; never across the mirror plane.
+  distance; never across the mirror plane (left/right of a reflection is not a statement about
+  the room). Removing a real instance leaves its reflection: "Remove the cat outside the
+  mirror" edits exactly what it names.
 
-Skips are ``Quarantined`` with reasons: ``no_instances``, ``one_instance``, ``bad_box``,
-``bad_mask``, ``mask_failed``, ``empty_mask``, ``tiny_instance``, ``touches_border``, ``ambiguous``,
-``no_anchor`` (add only), ``no_donor`` / ``bad_donor`` / ``empty_donor`` / ``empty_paste``
-(replace only) and ``quality:<check>``.
+Skips are ``Quarantined`` (counted by the runner) with reasons: record level ``bad_image``,
+``no_instances``, ``one_instance``, ``bad_box``, ``bad_mask``, ``mask_failed``; instance level
+``empty_mask``, ``tiny_instance``, ``touches_border``, ``ambiguous``; per op ``no_anchor`` (add),
+``no_donor`` / ``donor_too_small`` / ``empty_paste`` (replace) and ``quality:<check>``.
 """
 from __future__ import annotations
 
@@ -199,7 +206,7 @@ class UnderstandingBuilder:
         """Mask checks, then inpaint the hole once: ``_Removal`` or ``Quarantined``."""
         inst = record.instances[index]
         mask = masks[index]
-        area = int(mask.sum())
+        area = int(np.count_nonzero(mask))
         if area == 0:
             return self._skip(record, inst, "empty_mask", f"{self.masker.name} mask of {inst.category} is empty")
         if area < self.min_area:
@@ -211,6 +218,8 @@ class UnderstandingBuilder:
             return self._skip(record, inst, "ambiguous", f"no attribute names this {inst.category} uniquely")
         keep_out = coverage > mask  # covered by at least one other instance
         hole = dilate(mask, self.dilate_px) & ~keep_out
+        if not (mask & hole).any():
+            return self._skip(record, inst, "empty_mask", "the mask lies entirely under other instances' masks")
         seed = seeded_index(2**31 - 1, self.seed, record.id, inst.id, "inpaint")
         # Inpainters return pixels outside the hole unchanged (their contract); the quality
         # check ``background`` verifies it rather than this code silently repairing a backend.

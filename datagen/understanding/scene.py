@@ -42,6 +42,7 @@ def record_problem(record: ImageRecord) -> tuple[str, str] | None:
 
 
 def has_repeated_category(record: ImageRecord) -> bool:
+    """True when some category has two or more instances (the paper's understanding case)."""
     seen: set[str] = set()
     for inst in record.instances:
         if inst.category in seen:

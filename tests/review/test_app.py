@@ -12,7 +12,8 @@ from tests.review.candidates import photo_candidate, tiny_candidate
 API_ROUTES = [("GET", "/api/me"), ("GET", "/api/next"), ("GET", "/api/progress"), ("GET", "/api/history"),
               ("GET", "/api/stats"), ("POST", "/api/items/1/approve"), ("POST", "/api/items/1/reject"),
               ("POST", "/api/items/1/skip"), ("POST", "/api/undo"), ("POST", "/api/skips/clear"),
-              ("POST", "/api/items/1/resolve/approve")]
+              ("POST", "/api/items/1/resolve/approve"), ("POST", "/api/items/not-a-number/approve"),
+              ("GET", "/api/history?limit=lots"), ("POST", "/api/login-not"), ("GET", "/api/")]
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from datagen.review import QueueError, open_store
+from datagen.review import QueueError
 from tests.review.candidates import photo_candidate, tiny_candidate
 
 
@@ -74,8 +74,8 @@ def test_decisions_are_idempotent_and_final(store):
 
 
 def test_several_reviews_per_item_and_the_agreement_rules(store):
-    store.configure(reviews_per_item=2, agreement="unanimous")
     store.add_many([tiny_candidate(i) for i in range(2)])
+    store.configure(reviews_per_item=2, agreement="unanimous")   # also applies to unreviewed items
     a = store.claim("ann")
     store.decide(a["id"], "ann", "approve")
     # ann never sees an item twice: she gets the other one, bob gets the half-reviewed one first.

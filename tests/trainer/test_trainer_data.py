@@ -125,3 +125,28 @@ def test_every_sample_once_per_epoch_when_streams_outnumber_shards(tiny_cfg, dat
         it = source_stream(src, seed=0, stream=stream, n_streams=3, buffer=0)
         seen += [next(it)["__key__"] for _ in range(2)]
     assert len(seen) == len(set(seen)) == 6
+
+
+def test_reads_shards_written_by_the_datagen_library(tiny_cfg, tmp_path):
+    """Contract check against the real writer: ShardWriter + build_manifest -> trainer features."""
+    shards = pytest.importorskip("datagen.shards")
+    from datagen.schema import EditSample
+
+    from trainer.data import EditStream
+    from trainer.sources import load_sources
+    from trainer.testdata import make_pair
+
+    rng = __import__("numpy").random.default_rng(0)
+    with shards.ShardWriter(tmp_path / "data", "lib", maxcount=2, image_format="jpg", fsync=False) as writer:
+        for i in range(3):
+            src, tgt, mask, old, new = make_pair(rng)
+            writer.write(EditSample(key=f"k{i}", src=src, tgt=tgt, mask=mask, instruction=f"Make the {old} box {new}",
+                                    scenario="understanding", op="recolor", paraphrases=[f"Recolor the {old} box"],
+                                    target={"category": "box", "attribute": "color"}).validate())
+    manifest = shards.build_manifest(tmp_path / "data", "lib", tmp_path / "manifests", extra={"weight": 2.0})
+    sources = load_sources([str(manifest.parent)])
+    assert [(s.name, s.nsamples, s.declared_weight) for s in sources] == [("lib", 3, 2.0)]
+    feat, _ = _featurizer(tiny_cfg)
+    stream = iter(EditStream(sources, feat, shuffle_buffer=0))
+    keys = {next(stream)["key"] for _ in range(6)}
+    assert keys == {"k0", "k1", "k2"}

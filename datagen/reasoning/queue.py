@@ -1,0 +1,129 @@
+"""Where reasoning candidates go: the human review queue (``datagen.review``), never shards.
+
+* ``queue_url(spec)``: ``postgresql://...`` and ``sqlite:///...`` URLs and ``*.db`` paths as they
+  are; any other path is a queue *folder* holding ``queue.db`` (and its ``blobs/``).
+* ``enqueue(items, store) -> EnqueueStats``: put a builder's output in the queue; the candidates
+  of one case (``provenance["case_id"]``) are added in one transaction, so a reviewer never sees
+  half a case; skips are counted by reason.
+* ``QueueWriter(store)``: the same, behind the writer protocol of ``datagen.runner.run_builder``
+  (``write`` / ``skip`` / ``quarantine`` / ``mark_record_done`` / ``done_records``), so the CLI
+  runs the one shared loop.
+
+Exactly once: the store ignores a key it already holds (``add`` returns False), and keys are
+derived from inputs and settings, so rerunning a command adds only what is new.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable
+
+from datagen.schema import EditSample, Quarantined
+
+QUEUE_FILE = "queue.db"
+_DB_SUFFIXES = (".db", ".sqlite", ".sqlite3")
+
+
+def queue_url(spec: str | Path) -> str:
+    """The review store URL for a ``--queue`` value (see the module docstring)."""
+    text = str(spec)
+    if text.startswith(("postgresql://", "postgres://", "sqlite:///")):
+        return text
+    path = Path(text)
+    return str(path if path.suffix.lower() in _DB_SUFFIXES else path / QUEUE_FILE)
+
+
+def open_queue(spec: str | Path, **options):
+    """``datagen.review.open_store`` on ``queue_url(spec)``; ``options`` go to ``open_store``."""
+    from datagen.review import open_store
+
+    return open_store(queue_url(spec), **options)
+
+
+@dataclass
+class EnqueueStats:
+    """What one ``enqueue`` call did: candidates ``added`` (new keys), ``already`` queued, the
+    distinct ``cases`` seen, skips by reason."""
+
+    added: int = 0
+    already: int = 0
+    cases: set = field(default_factory=set)
+    skipped: Counter = field(default_factory=Counter)
+
+    def to_dict(self) -> dict:
+        return {"added": self.added, "already": self.already, "cases": len(self.cases),
+                "skipped": dict(sorted(self.skipped.items()))}
+
+
+def case_of(sample: EditSample) -> str:
+    return str(sample.provenance.get("case_id") or sample.key)
+
+
+def enqueue(items: Iterable[EditSample | Quarantined], store, stats: EnqueueStats | None = None) -> EnqueueStats:
+    """Add every ``EditSample`` in ``items`` to ``store`` (a ``ReviewStore``), a case at a time;
+    count every ``Quarantined`` by reason. Returns ``stats`` (new or the one passed in)."""
+    stats = stats if stats is not None else EnqueueStats()
+    batch: list[EditSample] = []
+
+    def flush() -> None:
+        if batch:
+            added = store.add_many(batch, case_id=case_of(batch[0]))
+            stats.added += added
+            stats.already += len(batch) - added
+            batch.clear()
+
+    for item in items:
+        if isinstance(item, Quarantined):
+            stats.skipped[item.reason] += 1
+            continue
+        if batch and case_of(item) != case_of(batch[0]):
+            flush()
+        stats.cases.add(case_of(item))
+        batch.append(item)
+    flush()
+    return stats
+
+
+class QueueWriter:
+    """``run_builder``'s writer protocol over a review store.
+
+    ``done_records`` is always empty: the queue does not track source records, so a rerun
+    rebuilds every record and the store drops the keys it already holds (counted as duplicates).
+    Skips and quarantines are kept in memory (``skips``, ``quarantined``) for the caller's report.
+    """
+
+    def __init__(self, store):
+        self.store = store
+        self.cases: set[str] = set()
+        self.skips: list[tuple[str, str]] = []
+        self.quarantined: list[Quarantined] = []
+        self.records_done: set[str] = set()
+
+    @property
+    def done_records(self) -> frozenset[str]:
+        return frozenset()
+
+    def write(self, sample: EditSample) -> bool:
+        self.cases.add(case_of(sample))
+        return self.store.add(sample, case_id=case_of(sample))
+
+    def skip(self, reason: str, item_id: str) -> bool:
+        self.skips.append((str(reason), str(item_id)))
+        return True
+
+    def quarantine(self, q: Quarantined) -> bool:
+        self.quarantined.append(q)
+        return True
+
+    def mark_record_done(self, record_id: str) -> None:
+        self.records_done.add(str(record_id))
+
+    def close(self) -> None:
+        """Nothing buffered: every ``write`` is committed by the store before it returns."""
+
+    def __enter__(self) -> "QueueWriter":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

@@ -1,0 +1,76 @@
+"""Small parts of the flows layer that need no server: retry policy, report tables, parameters."""
+from __future__ import annotations
+
+import pytest
+
+pytestmark = pytest.mark.prefect
+
+
+def test_only_transient_errors_are_retried():
+    from datagen.backends import BackendUnavailable
+    from datagen.schema import SampleError
+    from flows.tasks import is_transient
+
+    assert is_transient(TimeoutError("slow disk"))
+    assert is_transient(ConnectionResetError())
+    assert is_transient(OSError(5, "Input/output error"))
+    assert is_transient(RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB"))
+    assert not is_transient(FileNotFoundError("no such catalog"))
+    assert not is_transient(BackendUnavailable("the 'sam' backend needs a SAM checkpoint: pass checkpoint=PATH."))
+    assert not is_transient(SampleError("mask is empty"))
+    assert not is_transient(ValueError("bug"))
+
+
+def test_counts_table_has_every_report_group():
+    from flows.reporting import counts_table
+
+    stats = {"by_op": {"remove": 3, "add": 2}, "by_attribute": {"location": 4, "size": 1},
+             "skipped": {"ambiguous": 2, "quality:psnr": 1}, "quarantined": {"undecodable": 1}}
+    manifest = {"counts": {"op": {"remove": 5, "add": 4}, "attribute": {"location": 9}, "category": {"cat": 9}},
+                "skipped": {"ambiguous": 3, "quality:psnr": 2}, "quarantined": {"undecodable": 1, "truncated": 1}}
+    rows = {(r["group"], r["name"]): r for r in counts_table(stats, manifest)}
+    assert rows[("op", "remove")] == {"group": "op", "name": "remove", "dataset": 5, "this_run": 3}
+    assert rows[("quality check", "psnr")]["dataset"] == 2
+    assert rows[("skip reason", "ambiguous")]["this_run"] == 2
+    assert rows[("quarantine reason", "truncated")] == {"group": "quarantine reason", "name": "truncated",
+                                                         "dataset": 1, "this_run": 0}
+    assert rows[("category", "cat")]["dataset"] == 9
+    # Without a manifest (reasoning candidates) only this run's counts.
+    assert "dataset" not in counts_table(stats)[0]
+
+
+def test_artifact_keys_are_valid():
+    from flows.reporting import artifact_key
+
+    assert artifact_key("Understanding_COCO.v2", "counts") == "understanding-coco-v2-counts"
+
+
+def test_parameters_are_typed_and_strict():
+    from pydantic import ValidationError
+
+    from flows.params import Execution, UnderstandingBackends
+
+    assert UnderstandingBackends().masker == "grabcut"
+    with pytest.raises(ValidationError):
+        UnderstandingBackends(inpainter="photoshop")
+    with pytest.raises(ValidationError):
+        Execution(runnr="dask")  # a typo is an error, not a silently ignored key
+
+
+def test_parameter_schema_renders_a_form():
+    from prefect.utilities.callables import parameter_schema
+
+    from flows.understanding import synth_understanding
+
+    schema = parameter_schema(synth_understanding).model_dump()
+    props = schema["properties"]
+    assert {"source", "out", "name", "limit", "seed", "batch_size", "backends", "execution"} <= set(props)
+    backends = schema["definitions"]["UnderstandingBackends"]["properties"]
+    assert backends["inpainter"]["enum"] == ["opencv", "lama", "sd", "mat"]
+
+
+def test_cli_param_parsing():
+    from flows.__main__ import parse_params
+
+    assert parse_params(["limit=8", "source=demo:4", "execution={\"runner\": \"dask\"}"], '{"seed": 2}') == {
+        "seed": 2, "limit": 8, "source": "demo:4", "execution": {"runner": "dask"}}
