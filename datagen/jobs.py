@@ -30,6 +30,7 @@ import re
 import socket
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -157,10 +158,13 @@ def _build_builder(config: JobConfig):
                                    harmonizer=stages["harmonizer"].name, options=stage_options,
                                    donors=options.pop("donors", "demo"), seed=config.seed, **options)
     from datagen.masking import build_masker
+    from datagen.quality import QualityChecker
     from datagen.reasoning import ReasoningBuilder
 
     masker_b, editor = _stage(config, "masker", "grabcut"), _stage(config, "editor", "classical")
-    return ReasoningBuilder(masker=build_masker(masker_b.name, **masker_b.options), editor=editor.name,
+    if "quality" in options:
+        options["quality"] = QualityChecker(**options["quality"])
+    return ReasoningBuilder(build_masker(masker_b.name, **masker_b.options), editor.name,
                             editor_options=dict(editor.options), seed=config.seed, **options)
 
 
@@ -242,18 +246,29 @@ def _write_marker(config: JobConfig, batch: Batch, stats, seconds: float, builde
     os.replace(tmp, path)  # a marker is either absent or complete
 
 
+@contextmanager
 def _open_writer(config: JobConfig, batch: Batch):
+    """The batch's writer: a ``ShardWriter`` with the batch's prefix, or for reasoning a
+    ``QueueWriter`` over the review queue (which refuses keys it already holds)."""
     if config.scenario == "reasoning":
-        from datagen.review import open_queue_writer
+        from datagen.reasoning.queue import QueueWriter, open_queue
 
-        return open_queue_writer(queue_location(config), batch.prefix)
+        store = open_queue(queue_location(config))
+        try:
+            with QueueWriter(store) as writer:
+                yield writer
+        finally:
+            store.close()
+        return
     from datagen.shards import ShardWriter
 
-    return ShardWriter(config.out, batch.prefix, maxcount=config.maxcount, image_format=config.image_format)
+    with ShardWriter(config.out, batch.prefix, maxcount=config.maxcount, image_format=config.image_format) as writer:
+        yield writer
 
 
 def queue_location(config: JobConfig) -> str:
-    """Where reasoning candidates go: ``config.queue`` or ``OUT/queue``."""
+    """Where reasoning candidates go: ``config.queue`` or ``OUT/queue`` (a folder holding
+    ``queue.db``, a ``*.db`` path, or a ``postgresql://`` URL; see ``datagen.reasoning.queue``)."""
     return config.queue or str(Path(config.out) / "queue")
 
 

@@ -26,7 +26,7 @@ the inpainting and harmonization it guards.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 
 import cv2
 import numpy as np
@@ -184,7 +184,8 @@ def seam_ratio(image: np.ndarray, paste_mask: np.ndarray, band_px: int = 1, ring
     ys, xs = bbox_slices(paste_mask, band_px + ring_px + 2)
     m = paste_mask[ys, xs]
     grad = _gradient_magnitude(image[ys, xs])
-    # Only the part of the edge inside the image: the frame border is not a seam.
+    # erode() replicates the image border, so where the object runs off the frame there is no
+    # edge to measure: the frame border is not a seam.
     inner_edge, outer_edge = erode(m, band_px), dilate(m, band_px)
     band = outer_edge & ~inner_edge
     rings = (dilate(m, band_px + ring_px) & ~outer_edge) | (inner_edge & ~erode(m, band_px + ring_px))
@@ -199,7 +200,14 @@ def seam_ratio(image: np.ndarray, paste_mask: np.ndarray, band_px: int = 1, ring
 @dataclass
 class QualityChecker:
     """Thresholds for the checks in the module docstring. ``clip`` is an optional scorer with
-    ``similarity(crop: hxwx3 uint8, text: str) -> float`` (see ``ClipScorer``)."""
+    ``similarity(crop: hxwx3 uint8, text: str) -> float`` (see ``ClipScorer``).
+
+    Defaults were set on demo scenes with the classical backends: ``max_resemblance=0.6`` (an
+    object left in place scores ~1.0; smooth Telea fills of low-contrast objects, e.g. grey coins
+    on gravel, reach ~0.5, so 0.5 would reject good removals); ``max_seam_ratio=4.0`` (harmonized
+    pastes score 0.3-2.8, raw hard-edged pastes a median 2.5 and up to 8+, a pasted rectangle of
+    foreign background ~40).
+    """
 
     min_mask_frac: float = 0.0005
     max_mask_frac: float = 0.6
@@ -212,7 +220,8 @@ class QualityChecker:
     clip: object | None = field(default=None, repr=False)
 
     def settings(self) -> dict:
-        out = {k: v for k, v in asdict(self).items() if k != "clip"}
+        # Not asdict(): it would deep-copy the CLIP model held in ``clip``.
+        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "clip"}
         out["clip"] = getattr(self.clip, "name", None) if self.clip is not None else None
         return out
 

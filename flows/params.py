@@ -72,3 +72,6 @@ class Execution(_Model):
     )
     retries: int = Field(3, ge=0, le=10, description="retries of a batch after a transient error (I/O, timeouts, CUDA OOM)")
     retry_delay_seconds: float = Field(2.0, ge=0, description="first retry delay; doubles on every further retry, with jitter")
+    batch_timeout_seconds: float | None = Field(
+        None, gt=0, description="fail (and retry) a batch that runs longer than this; empty = no limit"
+    )

@@ -21,10 +21,10 @@ from flows.tasks import retry_transient
       retry_condition_fn=retry_transient, cache_policy=NO_CACHE)
 def publish_approved(queue: str, blobs: str | None, out: str, name: str, manifest_dir: str, prefix: str,
                      maxcount: int, image_format: str) -> dict:
-    from datagen.review import open_store
+    from datagen.reasoning.queue import open_queue
     from datagen.review.publish import publish_reviewed as publish
 
-    store = open_store(queue, blob_dir=blobs)
+    store = open_queue(queue, blob_dir=blobs)
     try:
         result = publish(store, out, name, manifest_dir, prefix=prefix, maxcount=maxcount, image_format=image_format)
     finally:
@@ -48,7 +48,8 @@ def publish_reviewed(
     ``manifest_dir/name.json``.
 
     Args:
-        queue: the review queue: a SQLite path, ``sqlite:///path`` or ``postgresql://...``.
+        queue: the review queue: a ``*.db`` file, a folder holding ``queue.db``, ``sqlite:///path``
+            or ``postgresql://...``.
         out: data folder of the published dataset.
         name: dataset (manifest) name.
         manifest_dir: where the manifest goes.

@@ -3,9 +3,13 @@ the human review queue. Nothing reaches shards until reviewers approve it and ``
 runs.
 
     prefect deployment run synth-reasoning/demo --watch
+    python -m datagen review add-reviewer alice                   # prints alice's sign-in token
     python -m datagen review serve --db review-queue/queue.db     # then review in the browser
+    prefect deployment run publish-reviewed/demo --watch          # approved -> shards + manifest
 """
 from __future__ import annotations
+
+from typing import Literal
 
 from prefect import flow
 
@@ -24,6 +28,10 @@ def synth_reasoning(
     limit: int | None = None,
     seed: int = 0,
     batch_size: int = 8,
+    donors: str = "demo",
+    ops: list[Literal["remove", "recolor", "replace", "addon"]] | None = None,
+    candidates: int | None = None,
+    knowledge: str | None = None,
     backends: ReasoningBackends = ReasoningBackends(),
     execution: Execution = Execution(),
 ) -> dict:
@@ -38,12 +46,17 @@ def synth_reasoning(
         limit: use only the first N catalog records.
         seed: varies descriptions, edits and inpainting seeds (part of every key).
         batch_size: catalog records per task.
+        donors: objects pasted by ``replace`` with the classical editor: ``demo`` or a folder.
+        ops: subset of remove / recolor / replace / addon (default: all the editor can do).
+        candidates: edits per case with the ``sd`` editor (default 3; classical makes 1).
+        knowledge: JSON file extending the built-in world-knowledge table.
         backends: masker and editor (classical or sd) with their options.
         execution: runner (default or dask), retries.
     """
+    options = {"donors": donors, "ops": ops, "candidates": candidates, "knowledge": knowledge}
     config = JobConfig(
         "reasoning", source=source, out=out, name=name, images=images, limit=limit, seed=seed,
-        batch_size=batch_size, queue=queue,
+        batch_size=batch_size, queue=queue, builder_options={k: v for k, v in options.items() if v is not None},
         backends={"masker": Backend(backends.masker, backends.masker_options),
                   "editor": Backend(backends.editor, backends.editor_options)},
     )

@@ -149,6 +149,10 @@ def report_markdown(summary: dict, sheet: Path | None, inline: str | None) -> st
     if totals:
         lines += ["| " + " | ".join(totals) + " |", "|" + "---|" * len(totals),
                   "| " + " | ".join(str(v) for v in totals.values()) + " |", ""]
+    if summary.get("queue") and summary.get("scenario") == "reasoning" and not summary.get("manifest"):
+        lines += ["Candidates wait for human review:", "",
+                  f"    python -m datagen review serve --db {summary['queue']}",
+                  "", "then run `publish-reviewed` to write the approved ones to shards.", ""]
     if inline:
         lines += [f"![contact sheet]({inline})", ""]
     return "\n".join(lines)

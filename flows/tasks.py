@@ -102,7 +102,8 @@ def run_batches(config: JobConfig, batches: list[Batch], execution: Execution,
     from flows.dask import gpu_annotation
 
     logger = get_run_logger()
-    batch_task = run_batch.with_options(retries=execution.retries, retry_delay_seconds=backoff(execution))
+    batch_task = run_batch.with_options(retries=execution.retries, retry_delay_seconds=backoff(execution),
+                                        timeout_seconds=execution.batch_timeout_seconds)
     started = time.perf_counter()
     futures = {}
     with gpu_annotation(config, execution):
@@ -124,12 +125,29 @@ def run_batches(config: JobConfig, batches: list[Batch], execution: Execution,
     return outcome
 
 
+def with_absolute_paths(config: JobConfig) -> JobConfig:
+    """Relative paths resolved against the flow run's working directory, so that tasks running in
+    other processes or on other machines (Dask) write to the same places."""
+    from dataclasses import replace
+    from pathlib import Path
+
+    def local(value: str | None) -> str | None:
+        return str(Path(value).resolve()) if value and Path(value).exists() else value
+
+    queue = config.queue
+    if queue and "://" not in queue:
+        queue = str(Path(queue).resolve())
+    return replace(config, out=str(Path(config.out).resolve()), manifest_dir=str(Path(config.manifest_dir).resolve()),
+                   source=local(config.source), images=local(config.images), queue=queue)
+
+
 def synthesize(config: JobConfig, execution: Execution) -> dict:
     """The body of ``synth-understanding`` / ``synth-perception`` / ``synth-reasoning``."""
     from datagen.runner import RunStats
 
     logger = get_run_logger()
     start = time.perf_counter()
+    config = with_absolute_paths(config)
     batches = plan_batches(config)
     resumed = {b.index: s for b in batches if (s := jobs.completed(config, b)) is not None}
     todo = [b for b in batches if b.index not in resumed]

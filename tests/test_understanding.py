@@ -351,6 +351,13 @@ def test_cli_writes_shards_and_a_manifest(tmp_path, capsys):
     assert samples and {s.op for s in samples} == {"remove", "add", "replace"}
     assert all(s.provenance["inpainter"]["settings"]["radius"] == 4 for s in samples)
     assert doc["backends"]["harmonizer"]["name"] == "classical"
+    # Skips are counted by reason in the manifest, exactly as the builder yielded them.
+    from datagen.sources import open_catalog
+    from datagen.understanding import build_understanding, parse_options
+
+    builder = build_understanding(masker="annotation", options=parse_options(["inpainter.radius=4"]), seed=1)
+    yielded = Counter(q.reason for rec in open_catalog("demo:3:7") for q in builder(rec) if isinstance(q, Quarantined))
+    assert doc["skipped"] == dict(yielded) and sum(yielded.values()) > 0
     # A rerun resumes: nothing new, nothing duplicated.
     assert main(args) == 0
     assert len(list(read_samples(manifest))) == len(samples)

@@ -73,6 +73,12 @@ def _category_dirs(root: Path) -> list[Path]:
     return subs or [root]
 
 
+def _category_name(folder: str) -> str:
+    """``1-Left-Right`` -> ``Left-Right``; ``Reasoning-231115`` -> ``Reasoning``."""
+    name = folder.split("-", 1)[-1] if folder[:1].isdigit() and "-" in folder else folder
+    return "Reasoning" if name.lower().startswith("reasoning") else name
+
+
 def reason_edit_cases(root: str, limit: int = 0) -> list[Case]:
     """Cases from a Reason-Edit-style folder (see module docstring)."""
     cases = []
@@ -84,7 +90,7 @@ def reason_edit_cases(root: str, limit: int = 0) -> list[Case]:
         lines = [ln for ln in texts[0].read_text().splitlines() if ln.strip()] if texts else []
         if not (len(images) == len(masks) == len(lines)):
             raise ValueError(f"{folder}: {len(images)} images, {len(masks)} masks, {len(lines)} text lines differ")
-        category = folder.name.split("-", 1)[-1] if folder.name[:1].isdigit() else folder.name
+        category = _category_name(folder.name)
         for image, mask, line in zip(images, masks, lines):
             instruction, _, clip_text = line.partition("CLIP:")
             cases.append(Case(f"{folder.name}/{image.stem}", category, instruction.strip(),

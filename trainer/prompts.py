@@ -48,7 +48,8 @@ class PromptBuilder:
 
     ``tokenizer``: a transformers tokenizer that already has the 33 new tokens;
     ``image_token_id``: LLaVA's patch placeholder id (``config.image_token_id``);
-    ``n_patches``: vision patches per image (placeholders inserted); ``max_length``: cap on ids.
+    ``n_patches``: vision patches per image (placeholders inserted); ``max_length``: cap on the
+    text ids, *not* counting the ``n_patches`` placeholders (576 of them for LLaVA-1.5 at 336 px).
     """
 
     def __init__(self, tokenizer, image_token_id: int, n_patches: int, max_length: int = 512):
@@ -56,6 +57,7 @@ class PromptBuilder:
         self.image_token_id = int(image_token_id)
         self.n_patches = int(n_patches)
         self.max_length = int(max_length)
+        self.cap = self.max_length + self.n_patches  # ids per sample, placeholders included
         self.image_token_ids = tokenizer.convert_tokens_to_ids(list(IMAGE_TOKENS))
         self.bos = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
         self.eos = tokenizer.eos_token_id
@@ -84,12 +86,17 @@ class PromptBuilder:
         """
         request, reply = EDIT_TEMPLATES[rng.randrange(len(EDIT_TEMPLATES))]
         answer = self._ids(" " + reply) + list(self.image_token_ids) + [self.eos]
-        prompt = self._prefix(request.format(instruction=instruction))
-        overflow = len(prompt) + len(answer) - self.max_length
-        if overflow > 0:
-            words = self._ids(instruction)
-            short = self.tok.decode(words[: max(1, len(words) - overflow)])
-            prompt = self._prefix(request.format(instruction=short))[: self.max_length - len(answer)]
+        words, text = None, instruction
+        while True:
+            prompt = self._prefix(request.format(instruction=text))
+            overflow = len(prompt) + len(answer) - self.cap
+            if overflow <= 0:
+                break
+            words = self._ids(instruction) if words is None else words
+            if len(words) <= 1:
+                raise ValueError(f"max_length {self.max_length} cannot hold the prompt template and answer")
+            words = words[: max(1, len(words) - overflow)]
+            text = self.tok.decode(words)
         labels = [IGNORE_INDEX] * len(prompt) + answer
         return Tokenized(prompt + answer, labels, len(self.image_token_ids))
 
@@ -105,7 +112,7 @@ class PromptBuilder:
             text = str(human.get("value", "")).replace(PLACEHOLDER, "").strip()
             user = self._user_ids(text) if i == 0 else self._ids(f" USER: {text} ASSISTANT:")
             answer = self._ids(" " + str(gpt.get("value", "")).strip()) + [self.eos]
-            room = self.max_length - len(ids) - len(user)
+            room = self.cap - len(ids) - len(user)
             if room <= 1:
                 break
             answer = answer[:room]

@@ -173,7 +173,6 @@ def _to_device(batch: dict, device) -> dict:
 
 def train(args) -> dict:
     """Run training; returns a summary (steps, last losses, checkpoint path, timings)."""
-    import torch
     from tqdm import tqdm
 
     from trainer.checkpoint import load_rng, save_checkpoint

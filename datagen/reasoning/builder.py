@@ -225,7 +225,7 @@ class ReasoningBuilder:
         if self.rewriter is not None:
             instruction = self.rewriter.rewrite(original, keep=[result.value] if result.value else [],
                                                 avoid=[inst.category, self.knowledge.noun(inst.category)],
-                                                seed=edit_seed)
+                                                anchor=description.predicate, seed=edit_seed)
             if instruction != original:
                 paraphrases = [original, *paraphrases]
                 rewrite = {"original": original, "rewriter": self.rewriter.settings()}

@@ -7,7 +7,7 @@
   half a case; skips are counted by reason.
 * ``QueueWriter(store)``: the same, behind the writer protocol of ``datagen.runner.run_builder``
   (``write`` / ``skip`` / ``quarantine`` / ``mark_record_done`` / ``done_records``), so the CLI
-  runs the one shared loop.
+  runs the one shared loop; ``fill_queue(catalog, builder, store)`` is that loop plus a summary.
 
 Exactly once: the store ignores a key it already holds (``add`` returns False), and keys are
 derived from inputs and settings, so rerunning a command adds only what is new.
@@ -127,3 +127,19 @@ class QueueWriter:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def fill_queue(catalog, builder, store, *, ids: Iterable[str] | None = None, progress: bool = False) -> dict:
+    """Run ``builder`` over ``catalog`` (``ids``: a subset, stable order) through
+    ``datagen.runner.run_builder`` into ``store``; return a JSON-able summary: records, candidates
+    added, already queued, cases, skips and quarantines by reason, seconds."""
+    from datagen.runner import run_builder
+
+    writer = QueueWriter(store)
+    stats = run_builder(catalog, builder, writer, ids=ids, progress=progress)
+    return {
+        "records": stats.records, "added": stats.samples_written, "already_queued": stats.duplicates,
+        "cases": len(writer.cases), "by_op": dict(sorted(stats.by_op.items())),
+        "skipped": dict(sorted(stats.skipped.items())), "quarantined": dict(sorted(stats.quarantined.items())),
+        "seconds": round(stats.seconds, 2),
+    }

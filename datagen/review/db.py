@@ -240,9 +240,8 @@ class Database:
         if self.postgres:
             with self._connection() as conn:
                 cur = conn.cursor()
-                cur.execute("BEGIN")
-                if not durable:
-                    cur.execute("SET LOCAL synchronous_commit = off")
+                # One round trip: without parameters psycopg sends both as a single simple query.
+                cur.execute("BEGIN" if durable else "BEGIN; SET LOCAL synchronous_commit = off")
                 yield from self._finish(cur)
         else:
             with self._write_lock, self._connection() as conn:

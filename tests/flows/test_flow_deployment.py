@@ -72,6 +72,14 @@ def _assert_artifacts(name: str) -> None:
     assert "data:image/jpeg;base64," in found["report"].data
 
 
+def _running(pid: int) -> bool:
+    """True unless the process is gone or a zombie (dead, not yet reaped)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1][0] != "Z"
+    except OSError:
+        return False
+
+
 def _pid_children(pid: int) -> list[int]:
     try:
         return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
@@ -98,9 +106,14 @@ def test_worker_killed_mid_run_then_a_rerun_finishes_with_every_sample_once(depl
         assert time.monotonic() < deadline, "the deployment run never finished a batch"
         time.sleep(0.05)
     worker = stack.pid("worker")
-    assert _pid_children(worker), "the flow run should be a child of the worker"
+    flow_runs = _pid_children(worker)
+    assert flow_runs, "the flow run should be a child of the worker"
     os.killpg(worker, signal.SIGKILL)
     stack.stop("worker")  # reap it and forget its pid
+    deadline = time.monotonic() + 10
+    while any(_running(pid) for pid in flow_runs):  # gone with its worker
+        assert time.monotonic() < deadline, "the flow-run process survived its worker's SIGKILL"
+        time.sleep(0.05)
     finished_before_kill = len(list(markers.glob("*.done.json")))
     assert finished_before_kill < 3, "the kill came too late to interrupt the run"
     assert not (tmp_path / "manifests" / "e2e.json").exists()

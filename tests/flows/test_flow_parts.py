@@ -74,3 +74,33 @@ def test_cli_param_parsing():
 
     assert parse_params(["limit=8", "source=demo:4", "execution={\"runner\": \"dask\"}"], '{"seed": 2}') == {
         "seed": 2, "limit": 8, "source": "demo:4", "execution": {"runner": "dask"}}
+
+
+def test_transient_errors_are_retried_and_permanent_ones_fail_the_batch_not_the_others(
+        prefect_server, tmp_path, monkeypatch, committed_keys):
+    from datagen import jobs
+    from flows.perception import synth_perception
+
+    real, calls = jobs.run_batch, []
+
+    def flaky(config, batch):
+        calls.append(batch.index)
+        if batch.index == 0 and calls.count(0) == 1:
+            raise OSError(5, "Input/output error")  # transient: retried
+        if batch.index == 1:
+            raise ValueError("a bug in this batch")  # permanent: no retry
+        return real(config, batch)
+
+    monkeypatch.setattr(jobs, "run_batch", flaky)
+    params = dict(source="demo:5", out=str(tmp_path / "data"), manifest_dir=str(tmp_path / "m"), name="flaky",
+                  batch_size=2, execution={"retries": 2, "retry_delay_seconds": 0})
+    state = synth_perception(**params, return_state=True)
+    assert state.is_failed() and "1 of 3 batches failed (#1)" in state.message
+    assert sorted(calls) == [0, 0, 1, 2]  # batch 0 twice, batch 1 once (not retried), batch 2 once
+    assert not (tmp_path / "m" / "flaky.json").exists()  # no manifest while a batch is missing
+
+    monkeypatch.setattr(jobs, "run_batch", real)
+    summary = synth_perception(**params)  # the rerun only does batch 1
+    assert (summary["batches_resumed"], summary["batches_run"]) == (2, 1)
+    keys = committed_keys(tmp_path / "data")
+    assert len(keys) == len(set(keys)) == summary["stats"]["samples_written"] > 0

@@ -7,7 +7,7 @@ import httpx
 import pytest
 
 from datagen.review import open_store
-from tests.review.candidates import photo_candidate, tiny_candidate
+from .candidates import photo_candidate, tiny_candidate
 
 API_ROUTES = [("GET", "/api/me"), ("GET", "/api/next"), ("GET", "/api/progress"), ("GET", "/api/history"),
               ("GET", "/api/stats"), ("POST", "/api/items/1/approve"), ("POST", "/api/items/1/reject"),

@@ -6,7 +6,7 @@ import os
 import pytest
 
 from datagen.review import open_store
-from tests.review.candidates import photo_candidate
+from .candidates import photo_candidate
 
 CHROMIUM = "/usr/bin/chromium"
 HOSTILE = '<img src=x onerror="document.title=\'pwned\'"> Remove the <b>saucer</b> & cup'
@@ -20,7 +20,7 @@ pytestmark = [
 
 @pytest.fixture
 def browser():
-    from playwright.sync_api import sync_playwright
+    sync_playwright = pytest.importorskip("playwright.sync_api").sync_playwright
 
     with sync_playwright() as p:
         b = p.chromium.launch(executable_path=CHROMIUM,
@@ -95,6 +95,7 @@ def test_review_in_the_browser(tmp_path, served, browser, artifacts_dir):
     assert wait_for_item(page, second) == third
     page.wait_for_function("() => document.getElementById('p-mine').textContent === '2'")
     page.wait_for_function("() => [...document.images].every(i => i.complete && i.naturalWidth > 0)")
+    page.wait_for_timeout(300)                               # the progress bar's 0.25 s transition
     page.screenshot(path=str(artifacts_dir / "review-ui.png"))
     page.keyboard.press(" ")                                 # skip
     fourth = wait_for_item(page, third)

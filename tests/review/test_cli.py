@@ -6,7 +6,7 @@ import json
 
 from datagen.cli import main
 from datagen.review import open_store
-from tests.review.candidates import tiny_candidate
+from .candidates import tiny_candidate
 
 
 def test_review_commands_end_to_end(tmp_path, capsys):

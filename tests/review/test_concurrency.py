@@ -14,7 +14,7 @@ from collections import defaultdict
 
 from datagen.review import open_store
 from datagen.review.testing import ReviewerClient
-from tests.review.candidates import tiny_candidate
+from .candidates import tiny_candidate
 
 ITEMS = 2000
 CLIENTS = 20

@@ -6,7 +6,7 @@ import pytest
 from datagen.review import QueueError
 from datagen.review.publish import publish_reviewed
 from datagen.shards import read_samples, verify_manifest
-from tests.review.candidates import tiny_candidate
+from .candidates import tiny_candidate
 
 
 def review_all(store, reviewer: str, verdicts: list[str]) -> list[int]:

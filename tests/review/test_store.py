@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from datagen.review import QueueError
-from tests.review.candidates import photo_candidate, tiny_candidate
+from .candidates import photo_candidate, tiny_candidate
 
 
 def test_enqueue_is_idempotent_and_images_are_content_addressed(store):

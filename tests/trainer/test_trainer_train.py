@@ -84,6 +84,11 @@ def test_main_end_to_end_with_vqa_and_mix(dataset, tmp_path, train_argv):
                  "bim.safetensors", "unet/config.json", "null_text.safetensors", "training_state.pt"):
         assert (ckpt / part).exists(), part
     assert json.loads((ckpt / "unet" / "config.json").read_text())["in_channels"] == 8
+    from safetensors.torch import load_file
+
+    adapter = load_file(str(ckpt / "llava_adapter" / "adapter_model.safetensors"))
+    rows = [v.shape[0] for k, v in adapter.items() if "trainable_tokens_delta" in k]
+    assert rows == [33, 33]  # new-token rows of embed_tokens and lm_head travel with the adapter
     tok = AutoTokenizer.from_pretrained(str(ckpt / "tokenizer"), local_files_only=True)
     assert all(t in tok.get_vocab() for t in IMAGE_TOKENS) and "<img>" in tok.get_vocab()
     # A second call resumes from `latest` and has nothing left to do.

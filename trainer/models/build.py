@@ -51,7 +51,7 @@ class ModelConfig:
     lora_alpha: int = 16
     lora_dropout: float = 0.05
     resolution: int = 256
-    max_length: int = 512
+    max_length: int = 512  # text ids per sample, not counting the image's patch placeholders
     lm_weight: float = 1.0
     diffusion_weight: float = 1.0
 

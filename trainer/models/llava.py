@@ -48,10 +48,13 @@ def add_image_tokens(tokenizer) -> list[int]:
 
 
 def check_tokenizer(tokenizer) -> None:
-    """Raise unless every image token encodes to exactly one id (the most common SmartEdit bug)."""
+    """Raise unless each new token encodes to its own single id (whitespace pieces aside): a
+    vocabulary that splits them is the most common SmartEdit bug (wrong tokenizer for a checkpoint)."""
     for token in new_token_list():
+        tid = tokenizer.convert_tokens_to_ids(token)
         ids = tokenizer(token, add_special_tokens=False)["input_ids"]
-        if len(ids) != 1:
+        rest = [i for i in ids if i != tid]
+        if ids.count(tid) != 1 or tokenizer.decode(rest).strip():
             raise ValueError(f"token {token!r} encodes to {ids}; save and load the checkpoint's tokenizer")
 
 
@@ -63,15 +66,16 @@ def load_llava(path: str | Path, dtype: torch.dtype = torch.float32):
 
 
 def resize_for_tokens(model, tokenizer, new_ids: list[int]) -> None:
-    """Grow embeddings / lm_head to ``len(tokenizer)``; new rows start at the mean of the old rows
+    """Make room for the new ids (never shrinking: some LLaVA-hf models pad the vocabulary, e.g.
+    32064 rows for 32002 tokens) and start their rows at the mean of the original vocabulary's rows
     (GILL / SmartEdit initialisation; deterministic, unlike a random draw)."""
-    old = model.get_input_embeddings().weight.shape[0]
-    if len(tokenizer) == old:
-        return
-    model.resize_token_embeddings(len(tokenizer), mean_resizing=False)
+    rows = model.get_input_embeddings().weight.shape[0]
+    if len(tokenizer) > rows:
+        model.resize_token_embeddings(len(tokenizer), mean_resizing=False)
+    base = min(new_ids)  # rows below the first new id are the original vocabulary
     with torch.no_grad():
         for weight in (model.get_input_embeddings().weight, model.get_output_embeddings().weight):
-            weight[new_ids] = weight[:old].mean(dim=0, keepdim=True).to(weight.dtype)
+            weight[new_ids] = weight[:base].float().mean(dim=0, keepdim=True).to(weight.dtype)
 
 
 def lora_config(new_ids: list[int], r: int = 8, alpha: int = 16, dropout: float = 0.05):

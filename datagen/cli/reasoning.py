@@ -1,0 +1,146 @@
+"""``python -m datagen reasoning``: world-knowledge edit candidates into the human review queue.
+
+    python -m datagen reasoning --source demo:48 --queue review-queue --editor classical
+    python -m datagen reasoning --source coco/instances_val2017.json --images coco/val2017 \\
+        --queue review-queue --editor sd --sd-model /weights/sd-inpainting --candidates 4
+
+catalog -> ``ReasoningBuilder`` (mask -> describe by world knowledge -> edit, ``--candidates``
+seeded edits per case with ``--editor sd``) -> review queue (``--queue``: a folder holding
+``queue.db``, a ``.db`` path, ``sqlite:///...`` or ``postgresql://...``). Nothing goes to shards
+until reviewers approve it and ``python -m datagen publish-reviewed`` runs. Rerunning the command
+adds only candidates the queue does not hold yet.
+
+Backend options: ``--backend-opt STAGE.KEY=VALUE`` with STAGE ``masker``, ``editor`` or
+``quality``, e.g. ``--backend-opt editor.guidance=9 --backend-opt masker.checkpoint=/w/sam.pth``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+HELP = "world-knowledge edit candidates into the review queue"
+
+MASKERS = ("annotation", "grabcut", "sam")
+EDITORS = ("classical", "sd")
+OPTION_STAGES = ("masker", "editor", "quality")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--source", default="demo:48",
+                        help="catalog spec: demo:N[:SEED], a COCO instances JSON, or an image folder with annotations")
+    parser.add_argument("--images", default=None, help="image folder for a COCO JSON (default: the JSON's folder)")
+    parser.add_argument("--queue", required=True,
+                        help="review queue: a folder (holds queue.db), a .db path, sqlite:///PATH or postgresql://...")
+    parser.add_argument("--blobs", default=None, help="image folder of a Postgres queue (default: beside a SQLite file)")
+    parser.add_argument("--editor", choices=EDITORS, default="classical",
+                        help="classical: CPU recolour / inpaint / donor paste; sd: Stable-Diffusion inpainting (weights)")
+    parser.add_argument("--sd-model", default=None, help="local diffusers inpainting pipeline folder (--editor sd)")
+    parser.add_argument("--device", default=None, help="torch device for --editor sd / --rewriter-model (default: cuda if available)")
+    parser.add_argument("--steps", type=int, default=None, help="diffusion steps (--editor sd; default 30)")
+    parser.add_argument("--masker", choices=MASKERS, default="grabcut",
+                        help="object masks: catalog annotation, GrabCut from boxes (uses annotations when present), or SAM")
+    parser.add_argument("--backend-opt", action="append", default=[], metavar="STAGE.KEY=VALUE",
+                        help=f"option for a backend or the quality checks (STAGE: {', '.join(OPTION_STAGES)})")
+    parser.add_argument("--donors", default="demo",
+                        help="objects pasted by classical replace: 'demo' or a folder of RGBA PNG cutouts CATEGORY_*.png")
+    parser.add_argument("--knowledge", default=None, help="JSON file extending the built-in knowledge table")
+    parser.add_argument("--candidates", type=int, default=None, help="edits per case with --editor sd (default 3)")
+    parser.add_argument("--ops", default=None, help="comma-separated subset of remove,recolor,replace,addon "
+                        "(default: all the editor can do; addon needs --editor sd)")
+    parser.add_argument("--ops-per-instance", type=int, default=None, help="at most this many ops per object")
+    parser.add_argument("--dilate", type=int, default=6, help="edit-region margin in pixels around the object mask")
+    parser.add_argument("--min-area", type=int, default=200, help="smallest object mask in pixels")
+    parser.add_argument("--rewriter-model", default=None,
+                        help="local causal LM folder that rewrites instructions for variety (checked; default: off)")
+    parser.add_argument("--reviews-per-item", type=int, default=None, help="reviews each new candidate needs")
+    parser.add_argument("--limit", type=int, default=None, help="use only the first N records of the catalog")
+    parser.add_argument("--seed", type=int, default=0, help="varies descriptions, edits and inpainting seeds")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def parse_stage_options(items: list[str]) -> dict[str, dict[str, Any]]:
+    """``["editor.guidance=9"]`` -> ``{"masker": {}, "editor": {"guidance": 9}, "quality": {}}``;
+    values are JSON when they parse, else strings. Raises ``ValueError`` on a malformed item."""
+    out: dict[str, dict[str, Any]] = {stage: {} for stage in OPTION_STAGES}
+    for item in items:
+        name, sep, raw = item.partition("=")
+        stage, dot, key = name.partition(".")
+        if not sep or not dot or not key or stage not in OPTION_STAGES:
+            raise ValueError(f"option {item!r} must look like STAGE.KEY=VALUE with STAGE one of {', '.join(OPTION_STAGES)}")
+        try:
+            out[stage][key] = json.loads(raw)
+        except json.JSONDecodeError:
+            out[stage][key] = raw
+    return out
+
+
+def build_builder(args: argparse.Namespace):
+    """The ``ReasoningBuilder`` the arguments describe (``BackendUnavailable`` / ``ValueError`` on
+    a usage problem)."""
+    from datagen.masking import build_masker
+    from datagen.quality import QualityChecker
+    from datagen.reasoning import ReasoningBuilder
+
+    options = parse_stage_options(args.backend_opt)
+    editor_options = dict(options["editor"])
+    if args.editor == "sd":
+        if args.sd_model:
+            editor_options["model_dir"] = args.sd_model
+        if args.device:
+            editor_options["device"] = args.device
+        if args.steps:
+            editor_options["steps"] = args.steps
+    elif args.sd_model:
+        raise ValueError("--sd-model is only used with --editor sd")
+    rewriter = None
+    if args.rewriter_model:
+        from datagen.instructions.reasoning_rewrite import InstructionRewriter
+
+        rewriter = InstructionRewriter.from_pretrained(args.rewriter_model, device=args.device)
+    ops = [o.strip() for o in args.ops.split(",") if o.strip()] if args.ops else None
+    return ReasoningBuilder(
+        build_masker(args.masker, **options["masker"]), args.editor, args.knowledge,
+        editor_options=editor_options, candidates=args.candidates, seed=args.seed, donors=args.donors, ops=ops,
+        ops_per_instance=args.ops_per_instance, dilate_px=args.dilate, min_area=args.min_area,
+        quality=QualityChecker(**options["quality"]), rewriter=rewriter,
+    )
+
+
+def review_hint(db: str) -> str:
+    """How to look at the queue once it is filled."""
+    return (f"review the candidates:\n"
+            f"  python -m datagen review add-reviewer NAME --db {db}    # prints NAME's sign-in token\n"
+            f"  python -m datagen review serve --db {db}                # then open http://127.0.0.1:8765/\n"
+            f"publish the approved ones:\n"
+            f"  python -m datagen publish-reviewed --db {db} --out data/reasoning --name reasoning")
+
+
+def run(args: argparse.Namespace) -> int:
+    from datagen.backends import BackendUnavailable
+    from datagen.reasoning import fill_queue, open_queue, queue_url
+    from datagen.sources import open_catalog
+
+    try:
+        builder = build_builder(args)
+    except (BackendUnavailable, ValueError, TypeError) as exc:  # a usage problem: one sentence, no traceback
+        print(f"datagen reasoning: {exc}", file=sys.stderr)
+        return 2
+    catalog = open_catalog(args.source, images=args.images) if args.images else open_catalog(args.source)
+    ids = catalog.ids()
+    if args.limit is not None:
+        ids = ids[: max(args.limit, 0)]
+    db = queue_url(args.queue)
+    store = open_queue(args.queue, blob_dir=args.blobs, reviews_per_item=args.reviews_per_item)
+    try:
+        summary = fill_queue(catalog, builder, store, ids=ids, progress=not args.no_progress)
+    finally:
+        store.close()
+    print(json.dumps(summary, indent=1), file=sys.stderr)
+    print(f"{summary['added']} new candidates in {summary['cases']} cases ({summary['by_op']}); "
+          f"{summary['already_queued']} already queued; skipped {summary['skipped']}; "
+          f"quarantined {summary['quarantined']}")
+    print(f"queue: {db}")
+    print(review_hint(db))
+    return 0
