@@ -156,6 +156,8 @@ def test_instructions_never_name_the_category_and_choice_is_seeded():
     for entry in table.categories.values():
         head = entry.category.split()[-1]
         for d in entry.descriptions:
+            if head == d.kind:  # "Who can drive a car? Remove this person.": the kind noun is the class
+                continue
             for op in TEMPLATES:
                 for text in reasoning_instruction(op, d, value="blue", seed=0).all():
                     assert head not in text.lower().replace("?", " ").replace(".", " ").split(), (d, text)

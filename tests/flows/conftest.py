@@ -40,8 +40,21 @@ def prefect_server():
     """The session's ``Stack`` with its server up (no worker: tests that need one start it)."""
     _STACK.start_server()
     yield _STACK
-    for name in ("worker", "worker2", "server"):
+    _flush_prefect_clients()
+    for name in ("worker", "server"):
         _STACK.stop(name, timeout=10)
+
+
+def _flush_prefect_clients() -> None:
+    """Send queued logs and events while the server is still up (else they fail noisily at exit)."""
+    if "prefect" not in sys.modules:
+        return
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogHandler, APILogWorker
+
+    APILogHandler().flush()
+    APILogWorker.drain_all(timeout=5)
+    EventsWorker.drain_all(timeout=5)
 
 
 @pytest.fixture(scope="session")
