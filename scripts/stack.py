@@ -63,6 +63,29 @@ def _alive(pid: int) -> bool:
         return True
 
 
+def _descendants(pid: int) -> list[int]:
+    """Every process below ``pid`` (from /proc; empty where that is not available)."""
+    out, todo = [], [pid]
+    while todo:
+        parent = todo.pop()
+        for task_dir in Path(f"/proc/{parent}/task").glob("*"):
+            try:
+                kids = [int(k) for k in (task_dir / "children").read_text().split()]
+            except (OSError, ValueError):
+                continue
+            out += kids
+            todo += kids
+    return out
+
+
+def _signal_all(pids: list[int], sig: int) -> None:
+    for pid in pids:
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            pass
+
+
 @dataclass
 class Stack:
     """A Prefect server + worker pair whose files live in ``home`` (``$PREFECT_HOME``)."""
@@ -160,8 +183,12 @@ class Stack:
         return self._spawn(name, ["worker", "start", "--pool", self.pool, "--type", "process", "--name", f"datagen-{name}"])
 
     def stop(self, name: str, timeout: float = 20, sig: int = signal.SIGTERM) -> None:
-        """Signal the process group of ``name``; SIGKILL whatever is left after ``timeout``."""
+        """Signal the process group of ``name``; SIGKILL whatever is left after ``timeout``.
+
+        Processes that left the group (Prefect starts each flow run in a session of its own) are
+        collected first and get the same treatment, so `down` leaves nothing running."""
         pid = self.pid(name)
+        strays = _descendants(pid) if pid is not None else []
         if pid is not None:
             for s in (sig, signal.SIGKILL):
                 try:
@@ -176,6 +203,12 @@ class Stack:
                     time.sleep(0.1)
                 if not _alive(pid):
                     break
+        for s in (signal.SIGTERM, signal.SIGKILL):
+            left = [p for p in strays if _alive(p)]
+            _signal_all(left, s)
+            deadline = time.monotonic() + timeout
+            while any(_alive(p) for p in left) and time.monotonic() < deadline:
+                time.sleep(0.1)
         (self.state_dir / f"{name}.pid").unlink(missing_ok=True)
         self._children.pop(name, None)
 

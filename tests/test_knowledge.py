@@ -64,6 +64,8 @@ def test_a_description_that_names_its_own_category_is_refused():
     with pytest.raises(ValueError, match="names its own category"):
         default_knowledge().merged({"categories": {"clock": {"kind": "object", "descriptions": [
             {"predicate": "is a clock on the wall"}, {"predicate": "ticks"}]}}})
+    with pytest.raises(ValueError, match="no description"):
+        default_knowledge().merged({"categories": {"clock": {"kind": "object", "descriptions": []}}})
     with pytest.raises(ValueError, match="unknown category"):
         default_knowledge().merged({"categories": {"clock": {"kind": "object", "descriptions": [
             {"predicate": "ticks", "also_fits": ["sundial"]}]}}})
@@ -142,6 +144,8 @@ def test_templates_for_people_and_referring_narrowing():
     texts = reasoning_instruction("recolor", driver, value="red", referring=left, seed=0).all()
     assert "Who can drive a car? Change the left one into red." in texts
     assert not any(t.startswith("What is") for t in texts)
+    replaced = reasoning_instruction("replace", driver, value="robot", seed=0).all()
+    assert "Who is the one who can drive a car? Turn them into a robot." in replaced
     cat = _description("cat", "purrs")
     mirror = Referring("mirror", "in_mirror", "the cat in the mirror")
     assert noun_phrase(cat, mirror) == "the animal in the mirror that purrs"

@@ -7,6 +7,8 @@ Shards are re-shuffled per epoch, samples pass a small shuffle buffer, and the s
 source of each sample by the mixing weights. Every random choice comes from generators seeded by
 (seed, stream, position), so the stream is a pure function of its position: resuming after ``k``
 batches replays the raw (undecoded) samples the stream already delivered and continues exactly.
+Limits: replaying reads the skipped samples' bytes again (one pass, no decoding); a sample that failed
+to decode before the checkpoint (skipped with a warning) shifts that stream's resume point by one.
 """
 from __future__ import annotations
 

@@ -8,10 +8,12 @@ files with a ``shardlist`` are manifests (shard sidecars and other JSON are igno
 from __future__ import annotations
 
 import json
+import logging
 import posixpath
 from dataclasses import dataclass, field
 from pathlib import Path
 
+log = logging.getLogger(__name__)
 
 @dataclass
 class Source:
@@ -132,9 +134,13 @@ def load_sources(shards: list[str], vqa: list[str] | None = None, vqa_images: st
     """Every manifest under each ``--shards`` spec plus each ``--vqa`` file, weighted."""
     sources = [manifest_source(url) for spec in shards for url in find_manifests(spec)]
     sources += [vqa_source(path, vqa_images) for path in vqa or []]
-    seen = set()
+    seen, owner = set(), {}
     for s in sources:
         if s.name in seen:
             raise ValueError(f"two sources are named {s.name!r}; names must be unique for --mix")
         seen.add(s.name)
+        for url in s.urls:
+            if url in owner:  # e.g. two manifests built over one data folder: the shard would count twice
+                log.warning("shard %s is listed by both %s and %s", url, owner[url], s.name)
+            owner.setdefault(url, s.name)
     return assign_weights(sources, mix or {})

@@ -30,7 +30,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     d.add_argument("--shards", action="append", default=[], help="manifest file or folder (local or fsspec URL); repeatable")
     d.add_argument("--vqa", action="append", default=[], help="LLaVA-style VQA JSON (language loss only); repeatable")
     d.add_argument("--vqa-images", default=None, help="image folder for --vqa (default: the JSON's folder)")
-    d.add_argument("--mix", action="append", default=[], help="NAME=WEIGHT per source (default: by size)")
+    d.add_argument("--mix", action="append", default=[],
+                   help="NAME=WEIGHT per source (default: the manifest's weight field, else by size)")
     d.add_argument("--workers", type=int, default=2, help="DataLoader workers per process")
     d.add_argument("--shuffle-buffer", type=int, default=64)
     d.add_argument("--dropout-p", type=float, default=0.05, help="conditioning dropout base rate p (text <2p, image p..3p)")

@@ -37,7 +37,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--editor", choices=EDITORS, default="classical",
                         help="classical: CPU recolour / inpaint / donor paste; sd: Stable-Diffusion inpainting (weights)")
     parser.add_argument("--sd-model", default=None, help="local diffusers inpainting pipeline folder (--editor sd)")
-    parser.add_argument("--device", default=None, help="torch device for --editor sd / --rewriter-model (default: cuda if available)")
+    parser.add_argument("--device", default=None,
+                        help="torch device for --editor sd / --rewriter-model (default: cuda if available)")
     parser.add_argument("--steps", type=int, default=None, help="diffusion steps (--editor sd; default 30)")
     parser.add_argument("--masker", choices=MASKERS, default="grabcut",
                         help="object masks: catalog annotation, GrabCut from boxes (uses annotations when present), or SAM")
@@ -108,18 +109,9 @@ def build_builder(args: argparse.Namespace):
     )
 
 
-def review_hint(db: str) -> str:
-    """How to look at the queue once it is filled."""
-    return (f"review the candidates:\n"
-            f"  python -m datagen review add-reviewer NAME --db {db}    # prints NAME's sign-in token\n"
-            f"  python -m datagen review serve --db {db}                # then open http://127.0.0.1:8765/\n"
-            f"publish the approved ones:\n"
-            f"  python -m datagen publish-reviewed --db {db} --out data/reasoning --name reasoning")
-
-
 def run(args: argparse.Namespace) -> int:
     from datagen.backends import BackendUnavailable
-    from datagen.reasoning import fill_queue, open_queue, queue_url
+    from datagen.reasoning import fill_queue, open_queue, queue_url, review_hint
     from datagen.sources import open_catalog
 
     try:

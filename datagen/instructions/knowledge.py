@@ -164,6 +164,8 @@ class KnowledgeTable:
         for name, entry in self.categories.items():
             if entry.kind not in KINDS:
                 out.append(f"{name}: unknown kind {entry.kind!r}")
+            if not entry.descriptions:
+                out.append(f"{name}: has no description")
             for d in entry.descriptions:
                 if d.fits[:1] != (name,):
                     out.append(f"{d.id}: must fit its own category first")

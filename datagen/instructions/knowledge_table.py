@@ -41,7 +41,7 @@ CATEGORIES: dict[str, tuple[str, str, list[tuple[str, tuple[str, ...]]]]] = {
     "car": ("vehicle", "car", [
         ("races in Formula One", ()),
         ("has four wheels and usually seats five people", ("truck",)),
-        ("is the vehicle most families drive to the supermarket", ("truck", "bicycle")),
+        ("has a steering wheel, four doors and a boot", ("truck",)),
     ]),
     "motorcycle": ("vehicle", "motorcycle", [
         ("has two wheels and a petrol engine", ()),

@@ -95,7 +95,8 @@ class InstructionRewriter:
         self.stats: dict[str, int] = {}
 
     @classmethod
-    def from_pretrained(cls, model_dir: str | Path | None, *, device: str | None = None, **options: Any) -> "InstructionRewriter":
+    def from_pretrained(cls, model_dir: str | Path | None, *, device: str | None = None,
+                        **options: Any) -> "InstructionRewriter":
         """Load tokenizer + causal LM from ``model_dir`` (local only); ``BackendUnavailable`` when
         the folder is missing or not a transformers causal LM."""
         from datagen.backends import BackendUnavailable, pick_device, require_path

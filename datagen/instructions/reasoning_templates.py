@@ -112,6 +112,6 @@ def reasoning_instruction(op: str, description: Description, *, value: str, refe
         "a_value": with_article(value) if value else "",
     }
     templates = TEMPLATES[op]
-    if description.kind == "person":  # "Who is the one who can drive a car?", not "What is"
-        templates = tuple(t.replace("What is {np}?", "Who is {np}?") for t in templates)
+    if description.kind == "person":  # "Who is the one who ...? Turn them into ...", not "What ... it"
+        templates = tuple(t.replace("What is {np}?", "Who is {np}?").replace(" it ", " them ") for t in templates)
     return choose(templates, values, seed, ("reasoning", op, *key))

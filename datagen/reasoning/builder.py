@@ -159,7 +159,8 @@ class ReasoningBuilder:
             return
         keep_out = coverage > mask  # pixels of at least one other instance
         for op in ops:
-            description = choice.usable[seeded_index(len(choice.usable), self.seed, record.id, inst.id, op, "description")]
+            pick = seeded_index(len(choice.usable), self.seed, record.id, inst.id, op, "description")
+            description = choice.usable[pick]
             yield from self._case(record, inst, mask, keep_out, ref, description, op)
 
     def _ops_for(self, record: ImageRecord, inst: Instance) -> list[str]:
@@ -254,7 +255,8 @@ class ReasoningBuilder:
 
     # ------------------------------------------------------------------ helpers
 
-    def _skip(self, record: ImageRecord, inst: Instance, reason: str, detail: str, op: str | None = None) -> Quarantined:
+    def _skip(self, record: ImageRecord, inst: Instance, reason: str, detail: str,
+              op: str | None = None) -> Quarantined:
         suffix = f"/{op}" if op else ""
         return Quarantined(f"{record.id}/{inst.id}{suffix}", reason, detail, record.source)
 
@@ -281,7 +283,8 @@ def _record_problem(record: ImageRecord) -> tuple[str, str] | None:
     """Record-level reasons to skip, or None."""
     image = record.image
     if not (isinstance(image, np.ndarray) and image.ndim == 3 and image.shape[2] == 3 and image.dtype == np.uint8):
-        return "bad_image", f"image must be HxWx3 uint8, got {getattr(image, 'dtype', None)} {getattr(image, 'shape', None)}"
+        got = f"{getattr(image, 'dtype', None)} {getattr(image, 'shape', None)}"
+        return "bad_image", f"image must be HxWx3 uint8, got {got}"
     if not record.instances:
         return "no_instances", "the record has no annotated instance"
     hw = image.shape[:2]
@@ -298,7 +301,8 @@ def _record_problem(record: ImageRecord) -> tuple[str, str] | None:
 def _with_masks(record: ImageRecord, masks: np.ndarray) -> ImageRecord:
     """The record with masker masks where none was annotated, so referring expressions (size by
     mask area, colour of the masked pixels) see the object the edit changes."""
-    instances = [inst if inst.mask is not None else replace(inst, mask=masks[k]) for k, inst in enumerate(record.instances)]
+    instances = [inst if inst.mask is not None else replace(inst, mask=masks[k])
+                 for k, inst in enumerate(record.instances)]
     return replace(record, instances=instances)
 
 
