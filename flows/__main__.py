@@ -2,6 +2,7 @@
 
     python -m flows synth-understanding --param source=demo:8 --param batch_size=4
     python -m flows synth-perception --params '{"limit": 10, "execution": {"runner": "dask"}}'
+    python -m flows demo                      # the whole pipeline on the demo scenes
     python -m flows --list
 
 Values of ``--param k=v`` are read as JSON when they parse (``8``, ``null``, ``{"runner": "dask"}``)
@@ -21,6 +22,7 @@ FLOWS = {
     "synth-perception": "flows.perception:synth_perception",
     "synth-reasoning": "flows.reasoning:synth_reasoning",
     "publish-reviewed": "flows.publish:publish_reviewed",
+    "demo": "flows.demo:demo",
 }
 
 
