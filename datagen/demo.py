@@ -54,8 +54,9 @@ def summarize(jobs: list[JobConfig], results: dict[str, dict]) -> str:
         stats = res.get("stats", {})
         by_op = ", ".join(f"{op} {n}" for op, n in sorted(stats.get("by_op", {}).items())) or "none"
         skipped = sum(stats.get("skipped", {}).values()) + sum(stats.get("quarantined", {}).values())
-        lines.append(f"{job.scenario}: {stats.get('samples_written', 0)} new samples ({by_op}); "
-                     f"{skipped} skipped or quarantined, by reason in the manifest")
+        noun = "candidates" if job.scenario == "reasoning" else "samples"
+        lines.append(f"{job.scenario}: {stats.get('samples_written', 0)} new {noun} ({by_op}); "
+                     f"{skipped} cases skipped or quarantined (counted by reason)")
         if job.scenario == "reasoning":
             db = queue_url(queue_location(job))
             lines.append(f"  candidates wait in the review queue {db}")
