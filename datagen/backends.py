@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import json
 import importlib.machinery
 import importlib.util
 import sys
@@ -66,6 +67,23 @@ class Registry:
             if "unexpected keyword argument" not in str(exc):
                 raise
             raise ValueError(f"{self.stage} backend {name!r} does not take that option ({exc})") from exc
+
+
+def parse_stage_options(items: Sequence[str], stages: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """``["masker.checkpoint=/w/sam.pth", "inpainter.radius=4"]`` -> ``{stage: {key: value}}`` with a
+    (possibly empty) dict for every stage in ``stages``. Values are read as JSON when they parse
+    (numbers, booleans, lists) and as strings otherwise. Raises ``ValueError`` on a malformed item."""
+    out: dict[str, dict[str, Any]] = {stage: {} for stage in stages}
+    for item in items:
+        name, sep, raw = item.partition("=")
+        stage, dot, key = name.partition(".")
+        if not sep or not dot or not key or stage not in out:
+            raise ValueError(f"option {item!r} must look like STAGE.KEY=VALUE with STAGE one of {', '.join(stages)}")
+        try:
+            out[stage][key] = json.loads(raw)
+        except json.JSONDecodeError:
+            out[stage][key] = raw
+    return out
 
 
 def pick_device(device: str | None = None) -> str:

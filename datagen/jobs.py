@@ -30,6 +30,7 @@ import re
 import socket
 import threading
 import time
+from collections import OrderedDict
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -110,15 +111,24 @@ class Batch:
 
 # ----- per-process caches: catalogs and builders (models) are built once and reused -----
 
-_CACHE: dict[str, Any] = {}
+# A long-lived worker process (a Dask worker) may serve jobs with different settings: keep only the
+# most recently used few, so switching models frees the old ones instead of piling up GPU memory.
+CACHE_SIZE = 2
+_CACHE: OrderedDict[str, Any] = OrderedDict()
 _CACHE_LOCK = threading.Lock()
 
 
 def _cached(key: str, make: Callable[[], Any]) -> Any:
-    with _CACHE_LOCK:
-        if key not in _CACHE:
-            _CACHE[key] = make()
-        return _CACHE[key]
+    with _CACHE_LOCK:  # held while building: two threads never load the same model twice
+        if key in _CACHE:
+            _CACHE.move_to_end(key)
+            return _CACHE[key]
+        kind = json.loads(key)[0]
+        same_kind = [k for k in _CACHE if json.loads(k)[0] == kind]
+        for old in same_kind[: max(0, len(same_kind) - CACHE_SIZE + 1)]:
+            del _CACHE[old]
+        _CACHE[key] = value = make()
+        return value
 
 
 def clear_cache() -> None:

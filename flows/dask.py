@@ -12,7 +12,7 @@ them at a time on a worker started with ``--resources GPU=1`` and never on a wor
 """
 from __future__ import annotations
 
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 
 from prefect import flow
 
@@ -29,8 +29,7 @@ def wants_gpu(config: JobConfig, execution: Execution) -> bool:
 def gpu_annotation(config: JobConfig, execution: Execution):
     """Tasks submitted inside carry ``resources={"GPU": 1}`` when they run on Dask and need a GPU."""
     if execution.runner != "dask" or not wants_gpu(config, execution):
-        with nullcontext():
-            yield
+        yield
         return
     import dask
 
@@ -47,7 +46,8 @@ def make_task_runner(config: JobConfig, execution: Execution):
     gpus = execution.dask_gpus_per_worker
     if wants_gpu(config, execution) and not gpus:
         # A GPU-annotated task waits forever on workers that declare no GPU: on a local cluster
-        # every worker gets one slot (with one GPU per process being the usual local layout).
+        # every worker gets one slot. (Workers of a LocalCluster all see the same GPUs; for one
+        # worker per GPU start the cluster with dask-cuda and pass its dask_address.)
         gpus = 1
     cluster_kwargs = {
         "n_workers": execution.dask_workers,

@@ -92,14 +92,39 @@ def _totals(stats: dict) -> dict[str, int]:
     return {k: v for k, v in stats.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
 
 
-def contact_sheet(manifest: str | Path, out_png: Path) -> Path | None:
-    """Render the first samples of ``manifest`` to ``out_png``; None if there is nothing to show."""
+def pick_samples(manifest: str | Path, n: int = CONTACT_SHEET_SAMPLES, scan_per_shard: int = 40) -> list:
+    """Up to ``n`` samples that show the dataset's variety: at most two per source record, with
+    different ops, from shards across the whole dataset (not just the first batch). Only the
+    chosen samples' images are decoded, and at most ``scan_per_shard`` samples of a shard are
+    looked at, so this stays cheap on a large dataset."""
     from itertools import islice
 
-    from datagen.contact_sheet import render
-    from datagen.shards import read_samples
+    from datagen.shards import load_manifest
+    from datagen.shards.reader import _open, decode_sample
+    from datagen.shards.tario import iter_tar_samples
 
-    samples = list(islice(read_samples(manifest), CONTACT_SHEET_SAMPLES))
+    shards = load_manifest(manifest)["shardlist"]
+    step = max(1, len(shards) // n)
+    chosen, ops_by_record = [], {}
+    for shard in shards[::step]:
+        with _open(shard["path"]) as fh:
+            for _key, members in islice(iter_tar_samples(fh), scan_per_shard):
+                meta = json.loads(members["json"])
+                ops = ops_by_record.setdefault((meta.get("provenance") or {}).get("record", meta["key"]), set())
+                if len(ops) >= 2 or meta["op"] in ops:
+                    continue
+                ops.add(meta["op"])
+                chosen.append(decode_sample(members))
+                if len(chosen) >= n:
+                    return chosen
+    return chosen
+
+
+def contact_sheet(manifest: str | Path, out_png: Path) -> Path | None:
+    """Render a variety of ``manifest``'s samples to ``out_png``; None if there is nothing to show."""
+    from datagen.contact_sheet import render
+
+    samples = pick_samples(manifest)
     if not samples:
         return None
     image = render(samples)
@@ -115,9 +140,9 @@ def _save_png(image: Any, path: Path) -> None:
     if isinstance(image, (bytes, bytearray)):
         path.write_bytes(bytes(image))
     elif isinstance(image, np.ndarray):
-        Image.fromarray(image).save(path)
+        Image.fromarray(image).save(path, compress_level=3)  # zlib's default 6 costs 3x the time here
     else:  # a PIL image
-        image.save(path)
+        image.save(path, compress_level=3)
 
 
 def _inline_image(png: Path) -> str:

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any
 
 HELP = "world-knowledge edit candidates into the review queue"
 
@@ -61,22 +60,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
-def parse_stage_options(items: list[str]) -> dict[str, dict[str, Any]]:
-    """``["editor.guidance=9"]`` -> ``{"masker": {}, "editor": {"guidance": 9}, "quality": {}}``;
-    values are JSON when they parse, else strings. Raises ``ValueError`` on a malformed item."""
-    out: dict[str, dict[str, Any]] = {stage: {} for stage in OPTION_STAGES}
-    for item in items:
-        name, sep, raw = item.partition("=")
-        stage, dot, key = name.partition(".")
-        if not sep or not dot or not key or stage not in OPTION_STAGES:
-            raise ValueError(f"option {item!r} must look like STAGE.KEY=VALUE with STAGE one of {', '.join(OPTION_STAGES)}")
-        try:
-            out[stage][key] = json.loads(raw)
-        except json.JSONDecodeError:
-            out[stage][key] = raw
-    return out
-
-
 def build_builder(args: argparse.Namespace):
     """The ``ReasoningBuilder`` the arguments describe (``BackendUnavailable`` / ``ValueError`` on
     a usage problem)."""
@@ -84,7 +67,9 @@ def build_builder(args: argparse.Namespace):
     from datagen.quality import QualityChecker
     from datagen.reasoning import ReasoningBuilder
 
-    options = parse_stage_options(args.backend_opt)
+    from datagen.backends import parse_stage_options
+
+    options = parse_stage_options(args.backend_opt, OPTION_STAGES)
     editor_options = dict(options["editor"])
     if args.editor == "sd":
         if args.sd_model:

@@ -6,9 +6,9 @@ values are read as JSON when they parse (numbers, booleans, lists) and as string
 """
 from __future__ import annotations
 
-import json
 from typing import Any, Iterable
 
+from datagen.backends import parse_stage_options
 from datagen.quality import ClipScorer, QualityChecker
 from datagen.understanding.builder import UnderstandingBuilder
 from datagen.understanding.donors import load_donors
@@ -18,18 +18,7 @@ STAGES = ("masker", "inpainter", "harmonizer", "quality")
 
 def parse_options(items: Iterable[str]) -> dict[str, dict[str, Any]]:
     """``STAGE.KEY=VALUE`` strings -> ``{stage: {key: value}}``; raises ``ValueError`` on bad items."""
-    out: dict[str, dict[str, Any]] = {stage: {} for stage in STAGES}
-    for item in items:
-        name, sep, raw = item.partition("=")
-        stage, dot, key = name.partition(".")
-        if not sep or not dot or not key or stage not in STAGES:
-            raise ValueError(f"option {item!r} must look like STAGE.KEY=VALUE with STAGE one of {', '.join(STAGES)}")
-        try:
-            value = json.loads(raw)
-        except json.JSONDecodeError:
-            value = raw
-        out[stage][key] = value
-    return out
+    return parse_stage_options(list(items), STAGES)
 
 
 def build_quality(options: dict[str, Any]) -> QualityChecker:

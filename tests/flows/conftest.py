@@ -8,8 +8,10 @@ they would under a worker.
 """
 from __future__ import annotations
 
+import atexit
 import importlib.util
 import os
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -18,6 +20,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 _HOME = Path(tempfile.mkdtemp(prefix="datagen-prefect-"))
+atexit.register(shutil.rmtree, _HOME, ignore_errors=True)  # the server's database and logs
 
 
 def _load_stack_module():

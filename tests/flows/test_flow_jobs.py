@@ -59,12 +59,16 @@ def test_a_marker_of_other_settings_does_not_count(tmp_path):
     assert jobs.completed(_perception(tmp_path, seed=1), batch) is None
 
 
-def test_builders_are_cached_per_setting():
+def test_builders_are_cached_per_setting_and_old_ones_are_dropped():
     a = JobConfig("understanding", backends={"masker": Backend("grabcut")})
     same = JobConfig("understanding", backends={"masker": {"name": "grabcut", "options": {}}})
     other = JobConfig("understanding", seed=3)
-    assert jobs.get_builder(a) is jobs.get_builder(same)
-    assert jobs.get_builder(other) is not jobs.get_builder(a)
+    first = jobs.get_builder(a)
+    assert jobs.get_builder(same) is first  # models load once per process
+    assert jobs.get_builder(other) is not first
+    for seed in (4, 5):  # more settings than the cache keeps: the least recently used goes
+        jobs.get_builder(JobConfig("understanding", seed=seed))
+    assert jobs.get_builder(a) is not first
 
 
 def test_gpu_is_needed_only_for_learned_backends_off_the_cpu():
