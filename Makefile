@@ -8,13 +8,15 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup demo test test-all system-deps bench clean
+.PHONY: setup demo test test-all system-deps bench stack-up stack-down stack-status clean
 
 setup:
 	@python3 scripts/install_env.py
 
+# The demo runs through the Prefect flows users deploy (a throwaway local server);
+# `python -m datagen demo` runs the same plan without Prefect.
 demo: setup
-	$(PY) -m datagen demo
+	$(PY) -m flows demo
 
 system-deps:
 	@bash scripts/install_system_deps.sh
@@ -25,5 +27,19 @@ test: setup system-deps
 test-all: setup system-deps
 	$(PY) -m pytest -m ''
 
+# A local Prefect stack: server on 127.0.0.1:4200 (state in .prefect/), `datagen` process pool,
+# every deployment in prefect.yaml, and a worker. Then: prefect deployment run synth-understanding/demo
+stack-up: setup
+	$(PY) scripts/stack.py up
+
+stack-down:
+	$(PY) scripts/stack.py down
+
+stack-status:
+	$(PY) scripts/stack.py status
+
+bench: setup
+	for b in shards understanding orchestration review trainer; do $(PY) bench/$$b.py || exit 1; done
+
 clean:
-	rm -rf data .prefect manifests/*.json manifests/*.parquet test-artifacts
+	rm -rf data review-queue .prefect manifests/*.json manifests/*.parquet test-artifacts

@@ -2,6 +2,9 @@
 for people who would rather look at a dataset than read its counts."""
 from __future__ import annotations
 
+import json
+from itertools import islice
+from pathlib import Path
 from typing import Iterable
 
 import numpy as np
@@ -84,3 +87,42 @@ def render(samples: Iterable[EditSample], *, cols: int = 2, thumb: int = 160) ->
                 draw.text((x, y + thumb + GAP + k * line_h), line, fill=colour, font=font)
         y += row_h + MARGIN
     return np.asarray(sheet, dtype=np.uint8).copy()
+
+
+def pick_samples(manifest: str | Path, n: int = 12, scan_per_shard: int = 40) -> list[EditSample]:
+    """Up to ``n`` samples that show a dataset's variety: at most two per source record, with
+    different ops, from shards across the whole dataset (not just the first batch). Only the
+    chosen samples' images are decoded, and at most ``scan_per_shard`` samples of a shard are
+    looked at, so this stays cheap on a large dataset."""
+    from datagen.shards import load_manifest
+    from datagen.shards.reader import _open, decode_sample
+    from datagen.shards.tario import iter_tar_samples
+
+    shards = load_manifest(manifest)["shardlist"]
+    step = max(1, len(shards) // n)
+    chosen, ops_by_record = [], {}
+    for shard in shards[::step]:
+        with _open(shard["path"]) as fh:
+            for _key, members in islice(iter_tar_samples(fh), scan_per_shard):
+                meta = json.loads(members["json"])
+                ops = ops_by_record.setdefault((meta.get("provenance") or {}).get("record", meta["key"]), set())
+                if len(ops) >= 2 or meta["op"] in ops:
+                    continue
+                ops.add(meta["op"])
+                chosen.append(decode_sample(members))
+                if len(chosen) >= n:
+                    return chosen
+    return chosen
+
+
+def write_contact_sheet(manifest: str | Path, out_png: str | Path, *, n: int = 12, cols: int = 2,
+                        thumb: int = 160) -> Path | None:
+    """Render ``pick_samples(manifest, n)`` to the PNG ``out_png``; None if there is nothing to show."""
+    samples = pick_samples(manifest, n)
+    if not samples:
+        return None
+    out_png = Path(out_png)
+    out_png.parent.mkdir(parents=True, exist_ok=True)
+    # compress_level 3: zlib's default 6 costs three times the time for a few per cent of size.
+    Image.fromarray(render(samples, cols=cols, thumb=thumb)).save(out_png, compress_level=3)
+    return out_png

@@ -28,18 +28,9 @@ def demo_jobs(*, scenes: int = 24, seed: int = 0, root: str = "data/demo",
     return jobs
 
 
-def contact_sheet(manifest: Path, out_png: Path, *, n: int = 12) -> Path:
-    """Render the first ``n`` samples of ``manifest`` as a src | tgt | mask sheet at ``out_png``."""
-    from itertools import islice
-
-    from PIL import Image
-
-    from datagen.contact_sheet import render
-    from datagen.shards import read_samples
-
-    sheet = render(list(islice(read_samples(manifest), n)))
-    Image.fromarray(sheet).save(out_png)
-    return out_png
+def sheet_path(job: JobConfig) -> Path:
+    """Where a job's contact sheet goes (the flows' report writes the same file)."""
+    return Path(job.out) / f"{job.name}.contact-sheet.png"
 
 
 def summarize(jobs: list[JobConfig], results: dict[str, dict]) -> str:

@@ -64,8 +64,11 @@ def main(argv: list[str] | None = None) -> int:
     if not state.is_completed():
         print(f"{args.flow}: {state.type.value}: {state.message}", file=sys.stderr)
         return 1
-    if args.flow != "demo":  # the demo prints its own short summary
-        print(json.dumps(state.result(), indent=1, default=str))
+    result = state.result()
+    if args.flow == "demo":  # a newcomer's report: where everything is and what to run next
+        print(result["report"])
+    else:
+        print(json.dumps(result, indent=1, default=str))
     return 0
 
 

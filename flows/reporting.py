@@ -14,11 +14,12 @@ import json
 import re
 import threading
 from pathlib import Path
-from typing import Any
 from uuid import UUID
 
 from prefect import get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_progress_artifact, create_table_artifact, update_progress_artifact
+
+from datagen.contact_sheet import write_contact_sheet
 
 CONTACT_SHEET_SAMPLES = 12
 INLINE_IMAGE_MAX_BYTES = 400_000  # above this the markdown links the PNG instead of embedding it
@@ -92,59 +93,6 @@ def _totals(stats: dict) -> dict[str, int]:
     return {k: v for k, v in stats.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
 
 
-def pick_samples(manifest: str | Path, n: int = CONTACT_SHEET_SAMPLES, scan_per_shard: int = 40) -> list:
-    """Up to ``n`` samples that show the dataset's variety: at most two per source record, with
-    different ops, from shards across the whole dataset (not just the first batch). Only the
-    chosen samples' images are decoded, and at most ``scan_per_shard`` samples of a shard are
-    looked at, so this stays cheap on a large dataset."""
-    from itertools import islice
-
-    from datagen.shards import load_manifest
-    from datagen.shards.reader import _open, decode_sample
-    from datagen.shards.tario import iter_tar_samples
-
-    shards = load_manifest(manifest)["shardlist"]
-    step = max(1, len(shards) // n)
-    chosen, ops_by_record = [], {}
-    for shard in shards[::step]:
-        with _open(shard["path"]) as fh:
-            for _key, members in islice(iter_tar_samples(fh), scan_per_shard):
-                meta = json.loads(members["json"])
-                ops = ops_by_record.setdefault((meta.get("provenance") or {}).get("record", meta["key"]), set())
-                if len(ops) >= 2 or meta["op"] in ops:
-                    continue
-                ops.add(meta["op"])
-                chosen.append(decode_sample(members))
-                if len(chosen) >= n:
-                    return chosen
-    return chosen
-
-
-def contact_sheet(manifest: str | Path, out_png: Path) -> Path | None:
-    """Render a variety of ``manifest``'s samples to ``out_png``; None if there is nothing to show."""
-    from datagen.contact_sheet import render
-
-    samples = pick_samples(manifest)
-    if not samples:
-        return None
-    image = render(samples)
-    out_png.parent.mkdir(parents=True, exist_ok=True)
-    _save_png(image, out_png)
-    return out_png
-
-
-def _save_png(image: Any, path: Path) -> None:
-    from PIL import Image
-    import numpy as np
-
-    if isinstance(image, (bytes, bytearray)):
-        path.write_bytes(bytes(image))
-    elif isinstance(image, np.ndarray):
-        Image.fromarray(image).save(path, compress_level=3)  # zlib's default 6 costs 3x the time here
-    else:  # a PIL image
-        image.save(path, compress_level=3)
-
-
 def _inline_image(png: Path) -> str:
     """``data:`` URI of ``png`` as a JPEG, shrunk until it is small enough to embed."""
     from PIL import Image
@@ -195,7 +143,8 @@ def publish_report(name: str, out: str, summary: dict, manifest: str | None) -> 
     sheet = inline = None
     if manifest:
         try:
-            sheet = contact_sheet(manifest, Path(out) / f"{name}.contact-sheet.png")
+            sheet = write_contact_sheet(manifest, Path(out) / f"{name}.contact-sheet.png",
+                                        n=CONTACT_SHEET_SAMPLES)
             inline = _inline_image(sheet) if sheet else None
         except Exception as exc:  # noqa: BLE001 - a report must not fail a finished job
             logger.warning("no contact sheet: %s: %s", type(exc).__name__, exc)

@@ -1,14 +1,11 @@
-"""``python -m datagen contact-sheet MANIFEST -o sheet.png``: the first N samples of a dataset as
-a grid of src | tgt | mask with their instructions."""
+"""``python -m datagen contact-sheet MANIFEST -o sheet.png``: N samples picked across a dataset
+(varied records and ops) as a grid of src | tgt | mask with their instructions."""
 from __future__ import annotations
 
 import sys
-from itertools import islice
-from pathlib import Path
 
-from datagen.contact_sheet import render
-from datagen.imageio import encode_image
-from datagen.shards import ManifestError, read_samples
+from datagen.contact_sheet import write_contact_sheet
+from datagen.shards import ManifestError
 
 
 def add_arguments(parser) -> None:
@@ -24,13 +21,12 @@ def run(args) -> int:
         print("error: --n must be at least 1", file=sys.stderr)
         return 2
     try:
-        samples = list(islice(read_samples(args.manifest), args.n))
-        sheet = render(samples, cols=args.cols, thumb=args.thumb)
+        out = write_contact_sheet(args.manifest, args.output, n=args.n, cols=args.cols, thumb=args.thumb)
     except (ManifestError, OSError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    out = Path(args.output)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_bytes(encode_image(sheet, "png"))
-    print(f"contact sheet of {len(samples)} samples: {out} ({sheet.shape[1]}x{sheet.shape[0]})")
+    if out is None:
+        print(f"error: {args.manifest} holds no samples", file=sys.stderr)
+        return 1
+    print(f"contact sheet: {out}")
     return 0

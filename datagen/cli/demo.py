@@ -3,7 +3,6 @@ in this process without Prefect (``make demo`` runs the same plan through the fl
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -14,7 +13,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from datagen.demo import contact_sheet, demo_jobs, summarize
+    from datagen.contact_sheet import write_contact_sheet
+    from datagen.demo import demo_jobs, sheet_path, summarize
     from datagen.jobs import run_job
 
     jobs = demo_jobs(scenes=args.scenes, seed=args.seed, root=args.root, manifest_dir=args.manifests)
@@ -22,7 +22,7 @@ def run(args: argparse.Namespace) -> int:
     for job in jobs:
         print(f"{job.scenario}: {args.scenes} demo scenes ...", flush=True)
         result = run_job(job)
-        sheet = contact_sheet(result.manifest, Path(job.out) / "contact-sheet.png") if result.manifest else None
+        sheet = write_contact_sheet(result.manifest, sheet_path(job)) if result.manifest else None
         results[job.name] = {"stats": result.stats.to_dict(), "manifest": result.manifest, "sheet": sheet}
     print(summarize(jobs, results))
     return 0

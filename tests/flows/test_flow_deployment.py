@@ -65,7 +65,7 @@ def _assert_artifacts(name: str) -> None:
         for suffix in ("progress", "counts", "report"):
             arts = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[f"{name}-{suffix}"])))
             assert arts, f"no artifact {name}-{suffix}"
-            found[suffix] = arts[0]
+            found[suffix] = max(arts, key=lambda a: a.created)  # the rerun's, not the killed run's
     assert float(found["progress"].data) == 100.0
     rows = found["counts"].data if isinstance(found["counts"].data, list) else json.loads(found["counts"].data)
     assert {r["group"] for r in rows} >= {"op", "attribute"}
