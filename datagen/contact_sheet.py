@@ -119,8 +119,11 @@ def write_contact_sheet(manifest: str | Path, out_png: str | Path, *, n: int = 1
                         thumb: int = 160) -> Path | None:
     """Render ``pick_samples(manifest, n)`` to the PNG ``out_png``; None if there is nothing to show."""
     samples = pick_samples(manifest, n)
-    if not samples:
-        return None
+    return save_contact_sheet(samples, out_png, cols=cols, thumb=thumb) if samples else None
+
+
+def save_contact_sheet(samples: list[EditSample], out_png: str | Path, *, cols: int = 2, thumb: int = 160) -> Path:
+    """``render(samples)`` written as the PNG ``out_png`` (parent folders created)."""
     out_png = Path(out_png)
     out_png.parent.mkdir(parents=True, exist_ok=True)
     # compress_level 3: zlib's default 6 costs three times the time for a few per cent of size.

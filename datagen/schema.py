@@ -232,3 +232,29 @@ class Quarantined:
 
     def to_dict(self) -> dict:
         return {"id": self.id, "reason": self.reason, "detail": self.detail, "source": self.source}
+
+
+def record_problem(record: ImageRecord, *, min_instances: int = 1) -> tuple[str, str] | None:
+    """Why a builder must skip ``record`` as a whole, as ``(reason, detail)``, or None.
+
+    Reasons: ``bad_image`` (not HxWx3 uint8), ``no_instances``, ``one_instance`` (fewer than
+    ``min_instances``), ``bad_box``, ``bad_mask``. Broken annotations skip the whole record:
+    referring expressions compare every instance, so one unreadable instance can make "the left
+    cat" wrong.
+    """
+    image = record.image
+    if not (isinstance(image, np.ndarray) and image.ndim == 3 and image.shape[2] == 3 and image.dtype == np.uint8):
+        return "bad_image", f"image must be HxWx3 uint8, got {getattr(image, 'dtype', None)} {getattr(image, 'shape', None)}"
+    if not record.instances:
+        return "no_instances", "the record has no annotated instance"
+    if len(record.instances) < min_instances:
+        return "one_instance", f"{len(record.instances)} instance(s); this builder needs {min_instances}"
+    hw = image.shape[:2]
+    for inst in record.instances:
+        try:
+            check_box(inst.box, hw)
+        except SampleError as exc:
+            return "bad_box", f"instance {inst.id}: {exc}"
+        if inst.mask is not None and (not isinstance(inst.mask, np.ndarray) or inst.mask.shape != hw):
+            return "bad_mask", f"instance {inst.id}: mask shape {getattr(inst.mask, 'shape', None)} != image {hw}"
+    return None

@@ -340,15 +340,6 @@ def test_cli_fills_a_review_queue_and_says_how_to_open_it(tmp_path, capsys):
     assert "model_dir" in capsys.readouterr().err
 
 
-def test_demo_step_fills_a_queue_with_classical_candidates(tmp_path):
-    from datagen.reasoning import demo_reasoning
-
-    summary = demo_reasoning(tmp_path / "demo-queue", scenes=2, seed=4)
-    assert summary["added"] > 0 and summary["quarantined"] == {}
-    assert summary["db"] == str(tmp_path / "demo-queue" / "queue.db") and "review serve --db" in summary["hint"]
-    assert set(summary["by_op"]) <= {"remove", "recolor", "replace"}
-
-
 def test_cli_sd_editor_queues_seeded_candidates(sd_run, tmp_path, capsys):
     from tiny_models import torch_threads
 

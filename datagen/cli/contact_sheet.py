@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from datagen.contact_sheet import write_contact_sheet
+from datagen.contact_sheet import pick_samples, save_contact_sheet
 from datagen.shards import ManifestError
 
 
@@ -21,12 +21,13 @@ def run(args) -> int:
         print("error: --n must be at least 1", file=sys.stderr)
         return 2
     try:
-        out = write_contact_sheet(args.manifest, args.output, n=args.n, cols=args.cols, thumb=args.thumb)
+        samples = pick_samples(args.manifest, args.n)
+        if not samples:
+            print(f"error: {args.manifest} holds no samples", file=sys.stderr)
+            return 1
+        out = save_contact_sheet(samples, args.output, cols=args.cols, thumb=args.thumb)
     except (ManifestError, OSError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    if out is None:
-        print(f"error: {args.manifest} holds no samples", file=sys.stderr)
-        return 1
-    print(f"contact sheet: {out}")
+    print(f"contact sheet of {len(samples)} samples: {out}")
     return 0

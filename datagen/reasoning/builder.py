@@ -42,7 +42,7 @@ from datagen.instructions.referring import Referring, referring_table
 from datagen.instructions.templates import seeded_index
 from datagen.quality import QualityChecker, QualityReport
 from datagen.reasoning.editors import EditFailed, EditRequest, EditResult, build_editor
-from datagen.schema import EditSample, ImageRecord, Instance, Quarantined, SampleError, check_box, sample_key
+from datagen.schema import EditSample, ImageRecord, Instance, Quarantined, record_problem, sample_key
 
 DEFAULT_SD_CANDIDATES = 3
 
@@ -105,7 +105,7 @@ class ReasoningBuilder:
         return self._settings
 
     def __call__(self, record: ImageRecord) -> Iterator[EditSample | Quarantined]:
-        problem = _record_problem(record)
+        problem = record_problem(record)
         if problem is not None:
             yield Quarantined(record.id, problem[0], problem[1], record.source)
             return
@@ -277,25 +277,6 @@ class ReasoningBuilder:
 
 
 # ---------------------------------------------------------------------- module helpers
-
-
-def _record_problem(record: ImageRecord) -> tuple[str, str] | None:
-    """Record-level reasons to skip, or None."""
-    image = record.image
-    if not (isinstance(image, np.ndarray) and image.ndim == 3 and image.shape[2] == 3 and image.dtype == np.uint8):
-        got = f"{getattr(image, 'dtype', None)} {getattr(image, 'shape', None)}"
-        return "bad_image", f"image must be HxWx3 uint8, got {got}"
-    if not record.instances:
-        return "no_instances", "the record has no annotated instance"
-    hw = image.shape[:2]
-    for inst in record.instances:
-        try:
-            check_box(inst.box, hw)
-        except SampleError as exc:
-            return "bad_box", f"instance {inst.id}: {exc}"
-        if inst.mask is not None and (not isinstance(inst.mask, np.ndarray) or inst.mask.shape != hw):
-            return "bad_mask", f"instance {inst.id}: mask shape {getattr(inst.mask, 'shape', None)} != image {hw}"
-    return None
 
 
 def _with_masks(record: ImageRecord, masks: np.ndarray) -> ImageRecord:

@@ -8,8 +8,7 @@
 * ``QueueWriter(store)``: the same, behind the writer protocol of ``datagen.runner.run_builder``
   (``write`` / ``skip`` / ``quarantine`` / ``mark_record_done`` / ``done_records``), so the CLI
   runs the one shared loop; ``fill_queue(catalog, builder, store)`` is that loop plus a summary.
-* ``demo_reasoning(queue)``: the demo command's step (classical editor, built-in scenes);
-  ``review_hint(db)``: how to open the filled queue.
+* ``review_hint(db)``: how to open the filled queue.
 
 Exactly once: the store ignores a key it already holds (``add`` returns False), and keys are
 derived from inputs and settings, so rerunning a command adds only what is new.
@@ -154,21 +153,3 @@ def review_hint(db: str) -> str:
             f"  python -m datagen review serve --db {db}                # then open http://127.0.0.1:8765/\n"
             f"publish the approved ones:\n"
             f"  python -m datagen publish-reviewed --db {db} --out data/reasoning --name reasoning")
-
-
-def demo_reasoning(queue: str | Path, *, scenes: int = 24, seed: int = 0, progress: bool = False) -> dict:
-    """The demo's reasoning step: the classical editor on ``scenes`` built-in demo scenes (their
-    exact masks, no weights) into the review queue at ``queue``. Returns ``fill_queue``'s summary
-    plus ``db`` (the store URL) and ``hint`` (``review_hint``) for the caller to print."""
-    from datagen.masking import build_masker
-    from datagen.reasoning.builder import ReasoningBuilder
-    from datagen.sources import open_catalog
-
-    builder = ReasoningBuilder(build_masker("annotation"), "classical", seed=seed)
-    store = open_queue(queue)
-    try:
-        summary = fill_queue(open_catalog(f"demo:{int(scenes)}:{int(seed)}"), builder, store, progress=progress)
-    finally:
-        store.close()
-    db = queue_url(queue)
-    return {**summary, "db": db, "hint": review_hint(db)}

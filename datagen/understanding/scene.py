@@ -16,29 +16,15 @@ import numpy as np
 
 from datagen.instructions.referring import Referring, anchor_phrase, relation_to
 from datagen.quality import bbox_slices
-from datagen.schema import ImageRecord, Instance, SampleError, check_box
+from datagen.schema import ImageRecord, Instance
+from datagen.schema import record_problem as check_record
 
 
 
 def record_problem(record: ImageRecord) -> tuple[str, str] | None:
-    """Record-level reasons to skip, or None. Broken annotations skip the whole record: referring
-    expressions compare every instance, so one unreadable instance can make "the left cat" wrong."""
-    image = record.image
-    if not (isinstance(image, np.ndarray) and image.ndim == 3 and image.shape[2] == 3 and image.dtype == np.uint8):
-        return "bad_image", f"image must be HxWx3 uint8, got {getattr(image, 'dtype', None)} {getattr(image, 'shape', None)}"
-    if not record.instances:
-        return "no_instances", "the record has no annotated instance"
-    if len(record.instances) < 2:
-        return "one_instance", "one instance: nothing to name it against and nothing to anchor an addition to"
-    hw = image.shape[:2]
-    for inst in record.instances:
-        try:
-            check_box(inst.box, hw)
-        except SampleError as exc:
-            return "bad_box", f"instance {inst.id}: {exc}"
-        if inst.mask is not None and (not isinstance(inst.mask, np.ndarray) or inst.mask.shape != hw):
-            return "bad_mask", f"instance {inst.id}: mask shape {getattr(inst.mask, 'shape', None)} != image {hw}"
-    return None
+    """Record-level reasons to skip, or None: an understanding edit needs two instances (one to
+    name against, one to anchor an addition to)."""
+    return check_record(record, min_instances=2)
 
 
 def has_repeated_category(record: ImageRecord) -> bool:
