@@ -64,11 +64,8 @@ def main(argv: list[str] | None = None) -> int:
     if not state.is_completed():
         print(f"{args.flow}: {state.type.value}: {state.message}", file=sys.stderr)
         return 1
-    result = state.result()
-    if args.flow == "demo":  # a newcomer's report: where everything is and what to run next
-        print(result["report"])
-    else:
-        print(json.dumps(result, indent=1, default=str))
+    if args.flow != "demo":  # the demo's flow prints its own report (where everything is, what next)
+        print(json.dumps(state.result(), indent=1, default=str))
     return 0
 
 
