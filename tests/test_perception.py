@@ -1,19 +1,17 @@
 """Perception ("Mark the left cat in red") samples: overlay pixels, skips, keys, determinism."""
+from functools import partial
+
 import numpy as np
 import pytest
+from records import rect_instance
 
 from datagen.perception import PerceptionBuilder, overlay_mask
-from datagen.schema import EditSample, ImageRecord, Instance, Quarantined, sample_key
+from datagen.schema import EditSample, ImageRecord, Quarantined, sample_key
 
 H, W = 80, 160
 
 
-def rect(iid, category, x0, y0, x1, y1, *, mask=True, **attributes):
-    m = None
-    if mask:
-        m = np.zeros((H, W), bool)
-        m[y0:y1, x0:x1] = True
-    return Instance(iid, category, (float(x0), float(y0), float(x1), float(y1)), m, attributes)
+rect = partial(rect_instance, (H, W))  # Instance with an exact rectangular mask (or box only)
 
 
 def noisy_image(seed=0):

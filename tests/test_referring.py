@@ -1,6 +1,9 @@
 """Referring expressions and colour names on hand-built records with known geometry."""
+from functools import partial
+
 import numpy as np
 import pytest
+from records import rect_instance
 
 from datagen.instructions.colors import COLOR_RGB, color_name
 from datagen.instructions.referring import (
@@ -9,18 +12,12 @@ from datagen.instructions.referring import (
     referring_table,
     relation_to,
 )
-from datagen.schema import ImageRecord, Instance
+from datagen.schema import ImageRecord
 
 H, W = 120, 240
 
 
-def rect(iid, category, x0, y0, x1, y1, *, mask=True, **attributes):
-    """Instance with an exact rectangular mask (or box only)."""
-    m = None
-    if mask:
-        m = np.zeros((H, W), bool)
-        m[y0:y1, x0:x1] = True
-    return Instance(iid, category, (float(x0), float(y0), float(x1), float(y1)), m, attributes)
+rect = partial(rect_instance, (H, W))  # Instance with an exact rectangular mask (or box only)
 
 
 def record(*instances, image=None):
