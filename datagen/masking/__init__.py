@@ -70,6 +70,19 @@ def build_masker(name: str, **options: Any) -> Masker:
     return MASKERS.build(name, **options)
 
 
+def check_masker_inputs(image: Any, boxes: Any, annotated: Sequence[np.ndarray | None] | None
+                        ) -> tuple[tuple[int, int], np.ndarray, list]:
+    """What every ``Masker.masks`` checks first: ``image`` HxWx3 uint8 RGB, ``boxes`` Nx4 XYXY,
+    ``annotated`` None or N optional HxW bool masks. Returns ``(hw, boxes as Nx4 float64 clipped to
+    the image, annotated as a list of N entries)``; raises ``ValueError`` on a contract violation."""
+    from datagen.backends import check_rgb
+
+    check_rgb(image)
+    hw = image.shape[:2]
+    boxes = check_boxes(boxes, hw)
+    return hw, boxes, check_annotated(annotated, len(boxes), hw)
+
+
 def check_boxes(boxes: Any, hw: tuple[int, int]) -> np.ndarray:
     """Return ``boxes`` as an Nx4 float64 XYXY array clipped to the image, or raise ``ValueError``."""
     arr = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)

@@ -5,8 +5,7 @@ from typing import Sequence
 
 import numpy as np
 
-from datagen.backends import check_rgb
-from datagen.masking import check_annotated, check_boxes
+from datagen.masking import check_masker_inputs
 
 
 class AnnotationMasker:
@@ -19,10 +18,7 @@ class AnnotationMasker:
         self, image: np.ndarray, boxes: np.ndarray, annotated: Sequence[np.ndarray | None] | None = None
     ) -> np.ndarray:
         """image HxWx3 uint8, boxes Nx4 XYXY, annotated N x (HxW bool) -> NxHxW bool (copies)."""
-        check_rgb(image)
-        hw = image.shape[:2]
-        boxes = check_boxes(boxes, hw)
-        items = check_annotated(annotated, len(boxes), hw)
+        hw, boxes, items = check_masker_inputs(image, boxes, annotated)
         missing = [i for i, m in enumerate(items) if m is None]
         if missing:
             raise ValueError(

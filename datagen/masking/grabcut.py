@@ -13,8 +13,7 @@ from typing import Sequence
 import cv2
 import numpy as np
 
-from datagen.backends import check_rgb
-from datagen.masking import check_annotated, check_boxes
+from datagen.masking import check_masker_inputs
 
 
 class GrabCutMasker:
@@ -40,10 +39,7 @@ class GrabCutMasker:
         self, image: np.ndarray, boxes: np.ndarray, annotated: Sequence[np.ndarray | None] | None = None
     ) -> np.ndarray:
         """image HxWx3 uint8 RGB, boxes Nx4 float XYXY -> NxHxW bool (one mask per box)."""
-        check_rgb(image)
-        hw = image.shape[:2]
-        boxes = check_boxes(boxes, hw)
-        items = check_annotated(annotated, len(boxes), hw)
+        hw, boxes, items = check_masker_inputs(image, boxes, annotated)
         out = np.zeros((len(boxes), *hw), dtype=bool)
         bgr = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
         for i, box in enumerate(boxes):

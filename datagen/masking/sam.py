@@ -15,8 +15,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from datagen.backends import BackendUnavailable, check_rgb, file_fingerprint, pick_device, require_path
-from datagen.masking import check_annotated, check_boxes
+from datagen.backends import BackendUnavailable, file_fingerprint, pick_device, require_path
+from datagen.masking import check_masker_inputs
 
 OFFICIAL_TYPES = ("vit_h", "vit_l", "vit_b")
 # Boxes per predict_torch call: the mask decoder's memory grows with the batch; 64 boxes at
@@ -83,10 +83,7 @@ class SamMasker:
 
         The image is encoded once (``set_image``); the boxes go through ``predict_torch`` together.
         """
-        check_rgb(image)
-        hw = image.shape[:2]
-        boxes = check_boxes(boxes, hw)
-        items = check_annotated(annotated, len(boxes), hw)
+        hw, boxes, items = check_masker_inputs(image, boxes, annotated)
         out = np.zeros((len(boxes), *hw), dtype=bool)
         todo = []
         for i, given in enumerate(items):
