@@ -4,6 +4,9 @@ Decoding always returns ``HxWx3 uint8 RGB`` with EXIF orientation applied, or ra
 ``ImageDecodeError`` whose ``reason`` is a stable code that catalogs quarantine by:
 
 * ``missing``: the file does not exist; ``unreadable``: it exists but cannot be read;
+* ``not_a_file``: the path is a FIFO, device, socket or folder (never opened for reading, so a FIFO
+  cannot block a run and ``/dev/zero`` cannot fill memory);
+* ``too_large``: the file has more than ``max_bytes`` bytes (checked before reading);
 * ``undecodable``: not an image format Pillow knows, or garbage bytes;
 * ``truncated``: a known format whose data ends early or is corrupt part-way;
 * ``oversized``: the header declares more than ``max_pixels`` pixels (checked before any pixel is
@@ -22,6 +25,7 @@ from __future__ import annotations
 
 import io
 import os
+import stat
 import warnings
 
 import numpy as np
@@ -29,6 +33,8 @@ from PIL import Image, ImageOps
 
 # 64 megapixels: far above any training resolution; larger files are decompression-bomb suspects.
 DEFAULT_MAX_PIXELS = 64_000_000
+# Bytes read from one file at most: a 64-megapixel RGB image stored without compression is ~192 MB.
+DEFAULT_MAX_BYTES = 256 * 1024 * 1024
 
 # Modes Pillow can turn into meaningful RGB. Anything else (F, LAB, HSV, I;16 RGB variants that
 # Pillow cannot convert) is reported as ``bad_mode`` rather than guessed at.
@@ -127,17 +133,68 @@ def decode_image(data: bytes, *, max_pixels: int | None = DEFAULT_MAX_PIXELS) ->
         raise ImageDecodeError("bad_mode", f"mode {img.mode!r}: {type(exc).__name__}: {exc}") from exc
 
 
-def load_image(path, *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarray:
-    """Read and decode an image file (see ``decode_image``); a missing file raises
-    ``ImageDecodeError('missing', ...)`` and an unreadable one ``'unreadable'``."""
+def read_file_bounded(path, *, max_bytes: int | None = DEFAULT_MAX_BYTES) -> bytes:
+    """The bytes of the regular file ``path``, refusing anything else before reading.
+
+    The file is opened non-blocking and checked with ``fstat`` on the open descriptor (no race
+    between the check and the read): a FIFO, device or socket raises ``not_a_file``, a file larger
+    than ``max_bytes`` raises ``too_large``, and at most ``max_bytes`` bytes are ever read even if
+    the file grows meanwhile. Raises ``ImageDecodeError`` (``missing`` / ``unreadable`` too).
+    """
+    name = os.fspath(path)
     try:
-        with open(path, "rb") as fh:
-            data = fh.read()
+        fd = os.open(name, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
     except FileNotFoundError as exc:
-        raise ImageDecodeError("missing", f"{os.fspath(path)}: no such file") from exc
+        raise ImageDecodeError("missing", f"{name}: no such file") from exc
+    except IsADirectoryError as exc:
+        raise ImageDecodeError("not_a_file", f"{name}: is a folder") from exc
     except OSError as exc:
-        raise ImageDecodeError("unreadable", f"{os.fspath(path)}: {exc.strerror or exc}") from exc
-    return decode_image(data, max_pixels=max_pixels)
+        raise ImageDecodeError("unreadable", f"{name}: {exc.strerror or exc}") from exc
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise ImageDecodeError("not_a_file", f"{name}: not a regular file (a folder, FIFO, device or socket)")
+        if max_bytes is not None and info.st_size > max_bytes:
+            raise ImageDecodeError("too_large", f"{name}: {info.st_size} bytes exceeds the {max_bytes}-byte limit")
+        limit = info.st_size + 1 if max_bytes is None else max_bytes + 1
+        with os.fdopen(fd, "rb", closefd=True) as fh:
+            fd = -1
+            data = fh.read(limit)
+    except OSError as exc:
+        raise ImageDecodeError("unreadable", f"{name}: {exc.strerror or exc}") from exc
+    finally:
+        if fd >= 0:
+            os.close(fd)
+    if max_bytes is not None and len(data) > max_bytes:
+        raise ImageDecodeError("too_large", f"{name}: grew past the {max_bytes}-byte limit while being read")
+    return data
+
+
+def load_image(path, *, max_pixels: int | None = DEFAULT_MAX_PIXELS,
+               max_bytes: int | None = DEFAULT_MAX_BYTES) -> np.ndarray:
+    """Read and decode an image file (see ``decode_image`` and ``read_file_bounded``): a missing
+    file raises ``ImageDecodeError('missing', ...)``, an unreadable one ``'unreadable'``, a
+    non-regular one ``'not_a_file'``, one over ``max_bytes`` ``'too_large'``."""
+    return decode_image(read_file_bounded(path, max_bytes=max_bytes), max_pixels=max_pixels)
+
+
+def load_mask_file(path, hw: tuple[int, int], *, max_bytes: int | None = DEFAULT_MAX_BYTES) -> np.ndarray:
+    """Read an L / 1-bit / RGB mask image as ``HxW bool`` (>= 128 in luminance = object).
+
+    The header must declare exactly ``hw = (H, W)`` (checked before any pixel is decoded, so a
+    decompression-bomb mask costs only its header). Raises ``ImageDecodeError``; its ``reason``
+    is the image reason, or ``size_mismatch`` for a mask of another size.
+    """
+    data = read_file_bounded(path, max_bytes=max_bytes)
+    img = _open_checked(data, hw[0] * hw[1])
+    if (img.height, img.width) != tuple(hw):
+        raise ImageDecodeError("size_mismatch", f"mask is {img.width}x{img.height}, the image {hw[1]}x{hw[0]}")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return np.asarray(img.convert("L")) >= 128
+    except Exception as exc:  # Pillow raises assorted errors on corrupt pixel data
+        raise ImageDecodeError(_failure_reason(exc), f"{type(exc).__name__}: {exc}") from exc
 
 
 def encode_image(image: np.ndarray, fmt: str = "png", *, quality: int = 95) -> bytes:

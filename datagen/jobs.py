@@ -81,6 +81,7 @@ class JobConfig:
     maxcount: int = 1000
     image_format: str = "png"
     queue: str | None = None
+    allow_outside_root: bool = False  # let catalog paths lead outside the catalog's folder
 
     def __post_init__(self) -> None:
         if self.scenario not in SCENARIOS:
@@ -96,7 +97,8 @@ class JobConfig:
 
     def fingerprint(self) -> str:
         """Hash of what decides the samples (not where they go, not how many records)."""
-        decisive = {k: v for k, v in self.to_dict().items() if k not in ("out", "manifest_dir", "limit", "queue")}
+        decisive = {k: v for k, v in self.to_dict().items()
+                    if k not in ("out", "manifest_dir", "limit", "queue", "allow_outside_root")}
         return hashlib.sha1(json.dumps(decisive, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -141,10 +143,34 @@ def open_source(config: JobConfig):
     """The job's catalog, opened once per process."""
     from datagen.sources import open_catalog
 
-    def make():
-        return open_catalog(config.source, images=config.images) if config.images else open_catalog(config.source)
+    options = {"images": config.images} if config.images else {}
+    if config.allow_outside_root and not str(config.source).startswith("demo:"):
+        options["allow_outside_root"] = True
+    return _cached(json.dumps(["catalog", config.source, options], sort_keys=True),
+                   lambda: open_catalog(config.source, **options))
 
-    return _cached(json.dumps(["catalog", config.source, config.images]), make)
+
+def log_catalog_problems(config: JobConfig):
+    """Write the catalog's problems that belong to no record (orphan annotations, unusable
+    categories: ``catalog.problems``) to ``OUT/NAME-catalog.quarantine.jsonl``, once whatever the
+    number of reruns; return their counts by reason (a ``Counter``)."""
+    from collections import Counter
+
+    from datagen.schema import Quarantined
+    from datagen.shards.layout import quarantine_path
+    from datagen.shards.quarantine import QuarantineLog
+
+    catalog = open_source(config)
+    problems = list(getattr(catalog, "problems", []))
+    if problems:
+        Path(config.out).mkdir(parents=True, exist_ok=True)
+        log = QuarantineLog(quarantine_path(Path(config.out), f"{config.name}-catalog"))
+        try:
+            for p in problems:
+                log.append(Quarantined(p["id"], p["reason"], p["detail"], catalog.source, level="catalog"))
+        finally:
+            log.close()
+    return Counter(p["reason"] for p in problems)
 
 
 def _stage(config: JobConfig, stage: str, default: str) -> Backend:
@@ -263,9 +289,14 @@ def _open_writer(config: JobConfig, batch: Batch):
     if config.scenario == "reasoning":
         from datagen.reasoning.queue import QueueWriter, open_queue
 
+        from datagen.shards.layout import quarantine_path
+        from datagen.shards.quarantine import QuarantineLog
+
         store = open_queue(queue_location(config))
         try:
-            with QueueWriter(store) as writer:
+            Path(config.out).mkdir(parents=True, exist_ok=True)
+            log = QuarantineLog(quarantine_path(Path(config.out), batch.prefix))
+            with QueueWriter(store, quarantine_log=log) as writer:
                 yield writer
         finally:
             store.close()
@@ -333,6 +364,7 @@ def finish(config: JobConfig, stats=None) -> Path | None:
     Returns None when nothing was committed (every record skipped or quarantined) and for
     reasoning, whose candidates wait in the review queue until ``publish-reviewed``.
     """
+    log_catalog_problems(config)
     if config.scenario == "reasoning":
         return None
     from datagen.shards import build_manifest

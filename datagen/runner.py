@@ -8,7 +8,10 @@ What happens to each kind of outcome:
   code, ``builder_error``, ``invalid_sample``), counted in ``quarantined``;
 * a ``Quarantined`` the builder yields (ambiguous instance, failed quality check...) ->
   ``writer.skip``, counted in ``skipped``;
-* an ``EditSample`` -> ``writer.write``; a key already committed counts as a ``duplicate``.
+* an ``EditSample`` -> ``writer.write``; a key already committed counts as a ``duplicate``;
+* an annotation the catalog dropped from a record it kept (``record.meta["dropped_instances"]``:
+  bad box, crowd region...) -> ``writer.quarantine`` at level ``annotation`` (id
+  ``RECORD#INSTANCE``), counted in ``dropped_annotations``.
 
 A record is marked done (and skipped by a restarted run) once everything the builder yielded for it
 is written, and also when the source quarantined it (bad input stays bad); a record whose builder
@@ -37,6 +40,8 @@ class RunStats:
     by_op: Counter = field(default_factory=Counter)
     by_attribute: Counter = field(default_factory=Counter)
     quarantined: Counter = field(default_factory=Counter)  # by reason
+    # annotations the catalog dropped from records that were kept (bad_box, crowd...), by reason
+    dropped_annotations: Counter = field(default_factory=Counter)
     skipped: Counter = field(default_factory=Counter)  # by reason
     seconds: float = 0.0
 
@@ -102,6 +107,17 @@ def _build_record(record: ImageRecord, builder, writer, stats: RunStats) -> bool
             stats.duplicates += 1
 
 
+def _log_dropped_annotations(record: ImageRecord, writer, stats: RunStats) -> None:
+    """Count, and log with their reasons, the annotations the catalog dropped from ``record``.
+
+    The log dedupes by id, so a record retried after a crash does not log its drops twice."""
+    for dropped in (record.meta or {}).get("dropped_instances", []):
+        q = Quarantined(f"{record.id}#{dropped.get('id')}", str(dropped.get("reason")), str(dropped.get("detail", "")),
+                        record.source, level="annotation")
+        writer.quarantine(q)
+        stats.dropped_annotations[q.reason] += 1
+
+
 def _quarantine(writer, stats: RunStats, q: Quarantined) -> bool:
     writer.quarantine(q)
     stats.quarantined[q.reason] += 1
@@ -146,7 +162,9 @@ def run_builder(records, builder: Callable[[ImageRecord], Iterable[EditSample | 
             if isinstance(record, Quarantined):
                 _quarantine(writer, stats, record)
                 writer.mark_record_done(record.id)
-            elif _build_record(record, builder, writer, stats):
+                continue
+            _log_dropped_annotations(record, writer, stats)
+            if _build_record(record, builder, writer, stats):
                 writer.mark_record_done(record.id)
             bar.set_postfix(samples=stats.samples_written, refresh=False)
     stats.seconds = time.perf_counter() - started

@@ -229,9 +229,16 @@ class Quarantined:
     reason: str
     detail: str = ""
     source: str = ""
+    # ``record``: a whole record; ``annotation``: one annotation the catalog dropped from a record
+    # that was kept (id ``RECORD#INSTANCE``); ``catalog``: an entry that belongs to no record
+    # (an orphan annotation, an unusable category).
+    level: str = "record"
 
     def to_dict(self) -> dict:
-        return {"id": self.id, "reason": self.reason, "detail": self.detail, "source": self.source}
+        out = {"id": self.id, "reason": self.reason, "detail": self.detail, "source": self.source}
+        if self.level != "record":
+            out["level"] = self.level
+        return out
 
 
 def record_problem(record: ImageRecord, *, min_instances: int = 1) -> tuple[str, str] | None:

@@ -81,7 +81,8 @@ def test_masks_decode_exactly(good):
     assert isinstance(rec, ImageRecord) and rec.image.shape == (H, W, 3)
     by_id = {i.id: i for i in rec.instances}
     assert set(by_id) == {"1", "2", "3", "4", "6"}  # the crowd annotation is skipped
-    assert rec.meta["skipped_crowd"] == 1 and rec.meta["dropped_instances"] == []
+    assert rec.meta["skipped_crowd"] == 1
+    assert [(d["id"], d["reason"]) for d in rec.meta["dropped_instances"]] == [("5", "crowd")]
     expected_rect = np.zeros((H, W), bool)
     expected_rect[10:30, 10:20] = True
     assert np.array_equal(by_id["1"].mask, expected_rect)
@@ -169,10 +170,10 @@ def test_bad_images_are_quarantined_with_reasons(tmp_path):
     assert reasons == {
         "coco:test:2": "missing", "coco:test:3": "undecodable", "coco:test:4": "truncated",
         "coco:test:5": "oversized", "coco:test:6": "size_mismatch", "coco:test:7": "bad_mode",
-        "coco:test:8": "bad_record",
+        "coco:test:8": "bad_record", "coco:test:images[8]": "bad_record",
     }
     assert all(q.detail for q in results.values() if isinstance(q, Quarantined))
-    assert [p["reason"] for p in catalog.problems] == ["bad_record", "orphan_annotation", "orphan_annotation"]
+    assert [p["reason"] for p in catalog.problems] == ["orphan_annotation", "orphan_annotation"]
     with pytest.raises(KeyError):
         catalog.load("coco:test:404")
 

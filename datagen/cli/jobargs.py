@@ -9,31 +9,52 @@ from __future__ import annotations
 import argparse
 import sys
 
+from datagen.cli.argtypes import (
+    check_writable_dir,
+    dataset_name,
+    non_negative_int,
+    positive_int,
+)
 from datagen.jobs import JobConfig
 
 
 def add_job_arguments(parser: argparse.ArgumentParser, *, name: str) -> None:
     """Source, output and run-size arguments; ``name`` is the default dataset name."""
-    parser.add_argument("--source", default="demo:50",
-                        help="catalog spec: demo:N[:SEED], a COCO instances JSON, or an image folder with annotations")
+    parser.add_argument("--source", required=True,
+                        help="catalog spec: demo:N[:SEED] (built-in scenes), a COCO instances JSON, "
+                             "or an image folder with annotations")
     parser.add_argument("--images", default=None, help="image folder for a COCO JSON (default: the JSON's folder)")
+    parser.add_argument("--allow-outside-root", action="store_true",
+                        help="let image and mask paths in the annotations lead outside the catalog's folder")
     parser.add_argument("--out", required=True, help="data folder for the shards (one dataset per folder)")
-    parser.add_argument("--name", default=name, help="dataset name: manifest NAME.json and shard prefix")
-    parser.add_argument("--manifests", default="manifests", help="folder the manifest is written to")
-    parser.add_argument("--limit", type=int, default=None, help="use only the first N records of the catalog")
-    parser.add_argument("--seed", type=int, default=0, help="varies attribute, template and edit choices")
-    parser.add_argument("--batch-size", type=int, default=16,
+    parser.add_argument("--name", type=dataset_name, default=name,
+                        help="dataset name: manifest NAME.json and shard prefix")
+    parser.add_argument("--manifests", default=None,
+                        help="folder the manifest NAME.json is written to (default: --out, beside the shards); "
+                             "give the trainer's folder, e.g. --manifests manifests, to add the dataset there")
+    parser.add_argument("--limit", type=non_negative_int, default=None,
+                        help="use only the first N records of the catalog")
+    parser.add_argument("--seed", type=non_negative_int, default=0, help="varies attribute, template and edit choices")
+    parser.add_argument("--batch-size", type=positive_int, default=16,
                         help="records per batch (the unit of resume; the flows' tasks use the same)")
-    parser.add_argument("--maxcount", type=int, default=1000, help="samples per shard")
+    parser.add_argument("--maxcount", type=positive_int, default=1000, help="samples per shard")
     parser.add_argument("--image-format", choices=("png", "jpg"), default="png", help="src/tgt encoding in shards")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def job_config(args: argparse.Namespace, scenario: str, **fields) -> JobConfig:
     """``JobConfig`` from ``add_job_arguments``' values plus scenario-specific ``fields``."""
+    manifests = args.manifests if args.manifests is not None else args.out
     return JobConfig(scenario, source=args.source, images=args.images, out=args.out, name=args.name,
-                     manifest_dir=args.manifests, limit=args.limit, seed=args.seed, batch_size=args.batch_size,
-                     maxcount=args.maxcount, image_format=args.image_format, **fields)
+                     manifest_dir=manifests, limit=args.limit, seed=args.seed, batch_size=args.batch_size,
+                     maxcount=args.maxcount, image_format=args.image_format,
+                     allow_outside_root=args.allow_outside_root, **fields)
+
+
+def usage_error(command: str, message) -> int:
+    """Print a usage problem as one sentence (no traceback); return exit status 2."""
+    print(f"datagen {command}: {message}", file=sys.stderr)
+    return 2
 
 
 def run_job_command(command: str, config: JobConfig, *, progress: bool = True) -> int:
@@ -50,20 +71,35 @@ def run_job_command(command: str, config: JobConfig, *, progress: bool = True) -
     from datagen.sources import CatalogError
 
     try:
+        check_writable_dir(config.out, "--out")
+        check_writable_dir(config.manifest_dir, "--manifests")
         batches = plan_batches(config)
         get_builder(config)  # builds the backends now, so a missing weight file fails before any work
-    except (BackendUnavailable, CatalogError, ValueError, TypeError) as exc:
-        hint = " (here: --backend-opt STAGE.KEY=VALUE)" if isinstance(exc, BackendUnavailable) else ""
-        print(f"datagen {command}: {exc}{hint}", file=sys.stderr)
-        return 2
+    except BackendUnavailable as exc:
+        return usage_error(command, f"{exc} (here: --backend-opt STAGE.KEY=VALUE)")
+    except (CatalogError, ValueError) as exc:  # a bad source or option; a bug keeps its traceback
+        return usage_error(command, exc)
     with tqdm(total=sum(len(b.ids) for b in batches), unit="rec", desc=command, disable=not progress) as bar:
         result = run_job(config, on_batch=lambda batch, _stats: bar.update(len(batch.ids)))
     stats = result.stats
     print(f"{stats.samples_written} new samples {dict(stats.by_op)} by attribute {dict(stats.by_attribute)}; "
           f"skipped {dict(stats.skipped)}; quarantined {dict(stats.quarantined)}; "
           f"{result.resumed} of {result.batches} batches done earlier; {result.seconds:.1f} s", file=sys.stderr)
+    dropped = dropped_annotation_counts(stats, config)
+    if dropped:
+        print(f"{sum(dropped.values())} annotations dropped: "
+              + ", ".join(f"{n} {reason}" for reason, n in dropped.most_common())
+              + f" (each with its reason in {config.out}/*.quarantine.jsonl)", file=sys.stderr)
     if result.manifest is None:
         print(f"datagen {command}: no manifest written: no sample was committed", file=sys.stderr)
         return 1
     print(f"shards in {config.out}; manifest {result.manifest}")
     return 0
+
+
+def dropped_annotation_counts(stats, config: JobConfig):
+    """Annotations dropped this run (from records it loaded) plus the catalog's own problems
+    (orphans, unusable categories), by reason (a ``Counter``)."""
+    from datagen.jobs import log_catalog_problems
+
+    return stats.dropped_annotations + log_catalog_problems(config)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 
+from datagen.cli.argtypes import unit_fraction
 from datagen.cli.jobargs import add_job_arguments, job_config, run_job_command
 
 HELP = "turn a catalog's instances into 'Mark the ... in red' samples"
@@ -31,7 +32,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_job_arguments(parser, name="perception")
     parser.add_argument("--colors", type=_colour_list, default=None,
                         help="comma-separated overlay colours (default: red,green,blue,yellow,purple,orange)")
-    parser.add_argument("--opacity", type=float, default=0.5, help="overlay opacity (InstructDiffusion: 0.5)")
+    parser.add_argument("--opacity", type=unit_fraction, default=0.5,
+                        help="overlay opacity, greater than 0 and at most 1 (InstructDiffusion: 0.5)")
 
 
 def run(args: argparse.Namespace) -> int:

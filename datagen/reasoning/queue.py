@@ -91,11 +91,14 @@ class QueueWriter:
 
     ``done_records`` is always empty: the queue does not track source records, so a rerun
     rebuilds every record and the store drops the keys it already holds (counted as duplicates).
-    Skips and quarantines are kept in memory (``skips``, ``quarantined``) for the caller's report.
+    Skips and quarantines are kept in memory (``skips``, ``quarantined``) for the caller's report;
+    quarantines also go to ``quarantine_log`` (a ``QuarantineLog``, closed with the writer) when
+    given, so each bad record can be found with its reason as in the shard-writing jobs.
     """
 
-    def __init__(self, store):
+    def __init__(self, store, *, quarantine_log=None):
         self.store = store
+        self.quarantine_log = quarantine_log
         self.cases: set[str] = set()
         self.skips: list[tuple[str, str]] = []
         self.quarantined: list[Quarantined] = []
@@ -115,13 +118,17 @@ class QueueWriter:
 
     def quarantine(self, q: Quarantined) -> bool:
         self.quarantined.append(q)
+        if self.quarantine_log is not None:
+            self.quarantine_log.append(q)
         return True
 
     def mark_record_done(self, record_id: str) -> None:
         self.records_done.add(str(record_id))
 
     def close(self) -> None:
-        """Nothing buffered: every ``write`` is committed by the store before it returns."""
+        """Every ``write`` is committed by the store before it returns; only the log is closed."""
+        if self.quarantine_log is not None:
+            self.quarantine_log.close()
 
     def __enter__(self) -> "QueueWriter":
         return self
@@ -130,18 +137,23 @@ class QueueWriter:
         self.close()
 
 
-def fill_queue(catalog, builder, store, *, ids: Iterable[str] | None = None, progress: bool = False) -> dict:
+def fill_queue(catalog, builder, store, *, ids: Iterable[str] | None = None, progress: bool = False,
+               quarantine_log=None) -> dict:
     """Run ``builder`` over ``catalog`` (``ids``: a subset, stable order) through
-    ``datagen.runner.run_builder`` into ``store``; return a JSON-able summary: records, candidates
+    ``datagen.runner.run_builder`` into ``store`` (bad records also to ``quarantine_log``, a
+    ``QuarantineLog`` path or None); return a JSON-able summary: records, candidates
     added, already queued, cases, skips and quarantines by reason, seconds."""
     from datagen.runner import run_builder
+    from datagen.shards.quarantine import QuarantineLog
 
-    writer = QueueWriter(store)
-    stats = run_builder(catalog, builder, writer, ids=ids, progress=progress)
+    log = QuarantineLog(quarantine_log) if quarantine_log is not None else None
+    with QueueWriter(store, quarantine_log=log) as writer:
+        stats = run_builder(catalog, builder, writer, ids=ids, progress=progress)
     return {
         "records": stats.records, "added": stats.samples_written, "already_queued": stats.duplicates,
         "cases": len(writer.cases), "by_op": dict(sorted(stats.by_op.items())),
         "skipped": dict(sorted(stats.skipped.items())), "quarantined": dict(sorted(stats.quarantined.items())),
+        "dropped_annotations": dict(sorted(stats.dropped_annotations.items())),
         "seconds": round(stats.seconds, 2),
     }
 

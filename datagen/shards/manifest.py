@@ -23,7 +23,7 @@ MANIFEST_FORMAT = "smartedit-manifest/1"
 # Keys build_manifest owns; ``extra`` may add others (backends, settings, weight...) but not these.
 RESERVED_KEYS = frozenset({
     "wids_version", "name", "format", "shardlist", "nsamples", "scenario_mix", "counts",
-    "quarantined", "skipped", "records_done", "index", "pipeline_version", "created",
+    "quarantined", "dropped_annotations", "skipped", "records_done", "index", "pipeline_version", "created",
 })
 
 
@@ -33,13 +33,17 @@ def _url(path: Path, manifest_dir: Path, base_url: str | None) -> str:
     return Path(os.path.relpath(path.resolve(), manifest_dir.resolve())).as_posix()
 
 
-def _quarantine_counts(data_dir: Path) -> Counter:
-    """Quarantined records by reason over every writer's log, each record id counted once."""
-    first_reason: dict[str, str] = {}
+def _quarantine_counts(data_dir: Path) -> tuple[Counter, Counter]:
+    """``(quarantined records by reason, dropped annotations by reason)`` over every writer's log,
+    each id counted once. Annotation- and catalog-level entries (``level`` in the log) are the
+    annotations a catalog dropped; everything else is a record."""
+    first: dict[str, tuple[str, str]] = {}
     for log in sorted(data_dir.glob(f"*{QUARANTINE_SUFFIX}")):
         for entry in read_quarantine_log(log):
-            first_reason.setdefault(str(entry["id"]), str(entry["reason"]))
-    return Counter(first_reason.values())
+            first.setdefault(str(entry["id"]), (str(entry.get("level", "record")), str(entry["reason"])))
+    records = Counter(reason for level, reason in first.values() if level == "record")
+    dropped = Counter(reason for level, reason in first.values() if level != "record")
+    return records, dropped
 
 
 def build_manifest(data_dir, name: str, manifest_dir="manifests", *, extra: dict | None = None,
@@ -87,6 +91,7 @@ def build_manifest(data_dir, name: str, manifest_dir="manifests", *, extra: dict
     parquet_path = data_dir / f"{name}.parquet"
     _write_parquet(parquet_path, rows)
     counts = count_rows(rows)
+    quarantined, dropped = _quarantine_counts(data_dir)
     manifest = {
         "wids_version": 1,
         "name": name,
@@ -95,7 +100,8 @@ def build_manifest(data_dir, name: str, manifest_dir="manifests", *, extra: dict
         "nsamples": len(rows),
         "scenario_mix": {k: round(v / len(rows), 6) for k, v in counts["scenario"].items()},
         "counts": counts,
-        "quarantined": dict(sorted(_quarantine_counts(data_dir).items())),
+        "quarantined": dict(sorted(quarantined.items())),
+        "dropped_annotations": dict(sorted(dropped.items())),
         "skipped": dict(sorted(skipped.items())),
         "records_done": records_done,
         "index": {"url": _url(parquet_path, manifest_dir, base_url), "format": "parquet", "rows": len(rows)},

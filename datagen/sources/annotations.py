@@ -12,7 +12,11 @@ catalog then drops that one instance, keeps the rest of the image, and lists the
   it; rasterising such a polygon would allocate memory in proportion to its perimeter);
 * ``bad_mask``: an RLE whose size differs from the image or whose run lengths do not add up to
   height x width, or a mask that covers no pixel;
-* ``unknown_category``: a category the catalog does not define.
+* ``unknown_category``: a category the catalog does not define;
+* ``bad_attribute``: an attribute the instruction writers read holds a value they cannot use
+  (``color`` must be one of the basic colour names of ``datagen.instructions.colors``,
+  ``in_mirror`` a boolean); ``attributes`` itself must be an object. Other attribute keys are
+  kept as facts if they hold JSON scalars or lists of them.
 
 Segmentation forms accepted (as in COCO): a list of polygons ``[[x0, y0, x1, y1, ...], ...]``,
 an uncompressed RLE ``{"size": [h, w], "counts": [int, ...]}`` or a compressed RLE with a string
@@ -26,6 +30,7 @@ from typing import Any
 import numpy as np
 from pycocotools import mask as mask_utils
 
+from datagen.instructions.colors import COLOR_NAMES
 from datagen.schema import Instance
 
 # Pixels a box may overshoot the image before it counts as broken rather than rounded.
@@ -39,6 +44,44 @@ class InstanceProblem(ValueError):
         super().__init__(f"{reason}: {detail}")
         self.reason = reason
         self.detail = detail
+
+
+# Spellings of a colour name that mean one of ``COLOR_NAMES``.
+_COLOR_SPELLINGS = {"grey": "gray"}
+
+
+def checked_attributes(attributes: Any) -> dict:
+    """Validate an instance's ``attributes`` object; return a normalised copy.
+
+    ``color``: one of ``COLOR_NAMES`` (case and surrounding blanks ignored; ``grey`` = ``gray``);
+    ``in_mirror``: ``true`` / ``false`` (0 / 1 accepted). Any other key: a JSON scalar or a list of
+    scalars. Raises ``InstanceProblem('bad_attribute')`` naming the key and what it must be.
+    """
+    if attributes is None:
+        return {}
+    if not isinstance(attributes, dict):
+        raise InstanceProblem("bad_attribute", f"attributes must be an object, got {type(attributes).__name__}")
+    out = {}
+    for key, value in attributes.items():
+        if key == "color":
+            name = _COLOR_SPELLINGS.get(value.strip().lower(), value.strip().lower()) if isinstance(value, str) else None
+            if name not in COLOR_NAMES:
+                raise InstanceProblem("bad_attribute", f"color must be one of {', '.join(COLOR_NAMES)}; got {value!r}")
+            out[key] = name
+        elif key == "in_mirror":
+            if not (isinstance(value, bool) or (type(value) is int and value in (0, 1))):
+                raise InstanceProblem("bad_attribute", f"in_mirror must be true or false; got {value!r}")
+            out[key] = bool(value)
+        elif _is_fact(value) or (isinstance(value, list) and all(_is_fact(v) for v in value)):
+            out[str(key)] = value
+        else:
+            raise InstanceProblem("bad_attribute", f"attribute {key!r} must be a string, number, boolean or a list "
+                                                    f"of them; got {type(value).__name__}")
+    return out
+
+
+def _is_fact(value: Any) -> bool:
+    return value is None or isinstance(value, (str, bool, int)) or (isinstance(value, float) and math.isfinite(value))
 
 
 def dropped_entry(instance_id: str, problem: InstanceProblem) -> dict:
@@ -226,6 +269,4 @@ def make_instance(
             raise InstanceProblem("bad_box", "instance has neither a box nor a segmentation")
         box_xyxy = box_from_mask(mask)
     box = checked_box(box_xyxy, hw)
-    if attributes is not None and not isinstance(attributes, dict):
-        attributes = None
-    return Instance(instance_id, category, box, mask, dict(attributes or {}))
+    return Instance(instance_id, category, box, mask, checked_attributes(attributes))

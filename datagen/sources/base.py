@@ -12,7 +12,9 @@ worker processes.
 """
 from __future__ import annotations
 
+import os
 from abc import ABC, abstractmethod
+from pathlib import Path
 from typing import Iterator
 
 from datagen.imageio import ImageDecodeError
@@ -24,6 +26,26 @@ class CatalogError(ValueError):
 
     Raised by ``open_catalog`` and catalog constructors, never by ``Catalog.load``.
     """
+
+
+def confined_path(root: Path, relative, *, allow_outside: bool = False) -> Path:
+    """``root / relative``, refused unless it stays inside ``root`` once symlinks are followed.
+
+    Annotation files come from elsewhere: an absolute path, a ``..`` or a symlink in them must not
+    make a run read (and publish pixels of) files outside the catalog's folder. ``allow_outside``
+    lifts the check for users whose catalogs point at a shared image store on purpose. Raises
+    ``ImageDecodeError('outside_root')``.
+    """
+    text = os.fspath(relative)
+    path = Path(root) / text
+    if allow_outside:
+        return path
+    real_root = Path(os.path.realpath(root))
+    real = Path(os.path.realpath(path))
+    if real != real_root and real_root not in real.parents:
+        raise ImageDecodeError("outside_root", f"{text!r} resolves to {real}, outside the catalog folder {real_root} "
+                                               "(allow it with --allow-outside-root)")
+    return path
 
 
 class Catalog(ABC):

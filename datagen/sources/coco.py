@@ -8,16 +8,24 @@ same goes for an annotation's ``instance_id``; otherwise an instance's id is the
 
 Images are looked up in, in order: the ``images`` folder option, the JSON's folder, and
 ``images/`` beside the JSON. Categories are referred to by name. Crowd annotations
-(``iscrowd: 1``) are skipped and counted in ``meta["skipped_crowd"]``; a non-standard
+(``iscrowd: 1``) are skipped, counted in ``meta["skipped_crowd"]`` and listed in
+``meta["dropped_instances"]`` with reason ``crowd``; a non-standard
 ``attributes`` dict on an annotation (e.g. ``{"in_mirror": true, "color": "red"}``) becomes the
 instance's attributes.
 
 Record-level problems make ``load`` return ``Quarantined``: ``missing`` / ``unreadable`` /
 ``undecodable`` / ``truncated`` / ``oversized`` / ``bad_mode`` (see ``datagen.imageio``),
 ``size_mismatch`` (the decoded image's size differs from the entry's ``width``/``height``, so
-the annotations would not line up) and ``bad_record`` (an image entry without a file name).
+the annotations would not line up), ``bad_record`` (an image entry without a file name, or one
+that is not an object with an id: such entries are records ``coco:{name}:images[POS]`` so they are
+counted), ``duplicate_id`` (a second image entry with an id already taken) and ``outside_root``
+(a ``file_name`` that leads outside the image folder; ``allow_outside_root=True`` lifts that).
 Instance-level problems drop only that instance (see ``datagen.sources.annotations``).
-Annotations that point at an image id not in the file are listed in ``catalog.problems``.
+Annotations that point at an image id not in the file (``orphan_annotation``), annotation entries
+that are not objects (``bad_annotation``) and unusable categories (``bad_category``) belong to no
+record: they are listed in ``catalog.problems`` (``[{"id", "reason", "detail"}]``), which a job
+writes to its quarantine log once. The file's structure (top-level types) is checked when the
+catalog opens: ``CatalogError`` names the field and what it must be.
 """
 from __future__ import annotations
 
@@ -27,7 +35,7 @@ from pathlib import Path
 from datagen.imageio import DEFAULT_MAX_PIXELS, load_image
 from datagen.schema import ImageRecord, Quarantined
 from datagen.sources.annotations import InstanceProblem, dropped_entry, make_instance, xywh_to_xyxy
-from datagen.sources.base import Catalog, CatalogError
+from datagen.sources.base import Catalog, CatalogError, confined_path
 
 _STANDARD_IMAGE_KEYS = {"id", "file_name", "width", "height", "record_id", "license", "coco_url",
                         "flickr_url", "date_captured"}
@@ -49,12 +57,36 @@ def read_json_file(path: Path):
             return json.load(fh)
     except FileNotFoundError as exc:
         raise CatalogError(f"{path}: no such file") from exc
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CatalogError(f"{path}: not a readable JSON file ({exc})") from exc
+    except UnicodeDecodeError as exc:
+        raise CatalogError(f"{path}: not UTF-8 text (JSON files must be UTF-8; {exc.reason} at byte {exc.start})") from exc
+    except json.JSONDecodeError as exc:
+        raise CatalogError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})") from exc
+    except RecursionError as exc:
+        raise CatalogError(f"{path}: JSON nested too deeply to be an annotation file") from exc
+    except OSError as exc:
+        raise CatalogError(f"{path}: cannot be read ({exc.strerror or exc})") from exc
+
+
+def check_coco_structure(path: Path, doc: dict) -> None:
+    """Top-level types of a COCO instances document; ``CatalogError`` naming the first bad field."""
+    for key in ("images", "annotations", "categories"):
+        if key not in doc:
+            raise CatalogError(f"{path}: a COCO instances file needs a {key!r} list; it has none")
+        if not isinstance(doc[key], list):
+            raise CatalogError(f"{path}: {key!r} must be a list, got {type(doc[key]).__name__}")
 
 
 def is_coco_document(doc) -> bool:
-    return isinstance(doc, dict) and isinstance(doc.get("images"), list) and "annotations" in doc
+    """True for a dict shaped like a COCO instances file (``images`` and ``annotations`` keys);
+    its field types are checked by ``check_coco_structure``."""
+    return isinstance(doc, dict) and "images" in doc and "annotations" in doc
+
+
+class _BadEntry:
+    """Stands in the image table for an entry that is a record but cannot be loaded."""
+
+    def __init__(self, reason: str, detail: str):
+        self.reason, self.detail = reason, detail
 
 
 class CocoCatalog(Catalog):
@@ -65,52 +97,62 @@ class CocoCatalog(Catalog):
     """
 
     def __init__(self, json_path, *, images=None, max_pixels: int | None = DEFAULT_MAX_PIXELS,
-                 name: str | None = None):
+                 name: str | None = None, allow_outside_root: bool = False):
         self.json_path = Path(json_path)
         doc = read_json_file(self.json_path)
         if not is_coco_document(doc):
             raise CatalogError(f"{self.json_path}: not a COCO instances file (needs 'images' and 'annotations')")
+        check_coco_structure(self.json_path, doc)
+        self.allow_outside_root = bool(allow_outside_root)
         self.name = name or _default_name(self.json_path)
         self.source = f"coco:{self.json_path}"
         self.max_pixels = max_pixels
         here = self.json_path.resolve().parent
         self.image_dirs = [Path(images)] if images is not None else [here, here / "images"]
-        self.categories = {}
-        for cat in doc.get("categories") or []:
-            if isinstance(cat, dict) and "id" in cat and isinstance(cat.get("name"), str):
-                self.categories[cat["id"]] = cat["name"]
         self.problems: list[dict] = []
+        self.categories = {}
+        for pos, cat in enumerate(doc["categories"]):
+            if isinstance(cat, dict) and isinstance(cat.get("id"), (int, str)) and isinstance(cat.get("name"), str):
+                self.categories[cat["id"]] = cat["name"]
+            else:
+                self._problem(f"categories[{pos}]", "bad_category", "not an object with an int id and a string name")
         self._images: dict[str, dict] = {}
         self._ids: list[str] = []
         self._index_images(doc["images"])
         self._annotations: dict[object, list[dict]] = {}
-        self._index_annotations(doc.get("annotations") or [])
+        self._index_annotations(doc["annotations"])
+
+    def _problem(self, where: str, reason: str, detail: str) -> None:
+        self.problems.append({"id": f"coco:{self.name}:{where}", "reason": reason, "detail": f"{where}: {detail}"})
 
     def _index_images(self, images: list) -> None:
-        taken: set[str] = set()
+        taken: dict[object, str] = {}  # image id -> the record that holds it
         for pos, entry in enumerate(images):
             if not isinstance(entry, dict) or not isinstance(entry.get("id"), (int, str)):
-                self.problems.append({"reason": "bad_record",
-                                      "detail": f"images[{pos}] is not an object with an int or string id"})
-                continue
-            rid = entry.get("record_id")
-            if not isinstance(rid, str) or not rid or rid in taken:
-                rid = f"coco:{self.name}:{entry['id']}"
-            if rid in taken:  # duplicate image ids in the file: keep them apart by position
-                rid = f"{rid}@{pos}"
-            taken.add(rid)
-            self._images[rid] = entry
+                rid = f"coco:{self.name}:images[{pos}]"
+                self._images[rid] = _BadEntry("bad_record", f"images[{pos}] is not an object with an int or string id")
+            elif entry["id"] in taken:
+                rid = f"coco:{self.name}:{entry['id']}@{pos}"
+                self._images[rid] = _BadEntry("duplicate_id", f"images[{pos}] repeats the id of {taken[entry['id']]}")
+            else:
+                rid = entry.get("record_id")
+                if not isinstance(rid, str) or not rid or rid in self._images:
+                    rid = f"coco:{self.name}:{entry['id']}"
+                taken[entry["id"]] = rid
+                self._images[rid] = entry
             self._ids.append(rid)
 
     def _index_annotations(self, annotations: list) -> None:
-        image_ids = {e.get("id") for e in self._images.values()}
+        image_ids = {e.get("id") for e in self._images.values() if isinstance(e, dict)}
         for pos, ann in enumerate(annotations):
-            image_id = ann.get("image_id") if isinstance(ann, dict) else None
-            if not isinstance(image_id, (int, str)) or image_id not in image_ids:
-                self.problems.append({"reason": "orphan_annotation",
-                                      "detail": f"annotations[{pos}] refers to unknown image id {image_id!r}"})
+            if not isinstance(ann, dict):
+                self._problem(f"annotations[{pos}]", "bad_annotation", f"not an object ({type(ann).__name__})")
                 continue
-            self._annotations.setdefault(ann["image_id"], []).append(ann)
+            image_id = ann.get("image_id")
+            if not isinstance(image_id, (int, str)) or image_id not in image_ids:
+                self._problem(f"annotations[{pos}]", "orphan_annotation", f"refers to unknown image id {image_id!r}")
+                continue
+            self._annotations.setdefault(image_id, []).append(ann)
 
     def ids(self) -> list[str]:
         return list(self._ids)
@@ -120,13 +162,15 @@ class CocoCatalog(Catalog):
 
     def _find_file(self, file_name: str) -> Path:
         for folder in self.image_dirs:
-            candidate = folder / file_name
-            if candidate.is_file():
+            candidate = confined_path(folder, file_name, allow_outside=self.allow_outside_root)
+            if candidate.exists():
                 return candidate
         return self.image_dirs[0] / file_name  # load_image reports it as missing
 
     def _load(self, record_id: str) -> ImageRecord | Quarantined:
         entry = self._images[record_id]
+        if isinstance(entry, _BadEntry):
+            return Quarantined(record_id, entry.reason, entry.detail, self.source)
         file_name = entry.get("file_name")
         if not isinstance(file_name, str) or not file_name:
             return Quarantined(record_id, "bad_record", "image entry has no file_name", self.source)
@@ -149,11 +193,13 @@ class CocoCatalog(Catalog):
     def _instances(self, image_id, hw):
         instances, dropped, crowd, seen = [], [], 0, set()
         for ann in self._annotations.get(image_id, []):
-            if ann.get("iscrowd"):
-                crowd += 1
-                continue
             iid = ann.get("instance_id")
             iid = iid if isinstance(iid, str) and iid and iid not in seen else str(ann.get("id", len(seen)))
+            if ann.get("iscrowd"):
+                crowd += 1
+                dropped.append(dropped_entry(iid, InstanceProblem("crowd", "an iscrowd region covers many objects, "
+                                                                           "not one instance")))
+                continue
             try:
                 if iid in seen:
                     raise InstanceProblem("bad_record", f"duplicate annotation id {iid!r}")

@@ -22,6 +22,9 @@ annotation file are in the catalog.
 
 Record ids are ``folder:{name}:{id}`` (``name``: the folder's name). A JSONL line that is not a
 JSON object is still a record: it loads as ``Quarantined('bad_annotation')``, so it is counted.
+A second entry with an id already taken is a record too, quarantined as ``duplicate_id`` (two
+entries for one id would otherwise give two samples for the same content). Image and mask paths
+must stay inside the folder (``outside_root`` otherwise; ``allow_outside_root=True`` lifts that).
 Image-level and instance-level reasons are those of ``datagen.sources.coco``.
 """
 from __future__ import annotations
@@ -30,12 +33,11 @@ import json
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
-from datagen.imageio import DEFAULT_MAX_PIXELS, load_image
+from datagen.imageio import DEFAULT_MAX_PIXELS, ImageDecodeError, load_image, load_mask_file
 from datagen.schema import ImageRecord, Quarantined
 from datagen.sources.annotations import InstanceProblem, dropped_entry, make_instance
-from datagen.sources.base import Catalog, CatalogError
+from datagen.sources.base import Catalog, CatalogError, confined_path
 from datagen.sources.coco import read_json_file
 
 ANNOTATION_FILES = ("annotations.json", "annotations.jsonl")
@@ -68,8 +70,21 @@ def _read_entries(path: Path) -> tuple[list, list[str] | None]:
         return doc, None
     if isinstance(doc, dict) and isinstance(doc.get("images"), list):
         cats = doc.get("categories")
-        return doc["images"], [str(c) for c in cats] if isinstance(cats, list) else None
-    raise CatalogError(f"{path}: expected a list of image objects or {{'images': [...]}}")
+        return doc["images"], _category_names(path, cats)
+    if isinstance(doc, dict) and "images" in doc:
+        raise CatalogError(f"{path}: 'images' must be a list of image objects, got {type(doc['images']).__name__}")
+    raise CatalogError(f"{path}: expected a list of image objects or {{'images': [...]}}, "
+                       f"got {type(doc).__name__}")
+
+
+def _category_names(path: Path, cats) -> list[str] | None:
+    """The whitelist of ``{"categories": [...]}``: names, or COCO-style ``{"name": ...}`` objects."""
+    if cats is None:
+        return None
+    names = [c.get("name") if isinstance(c, dict) else c for c in cats] if isinstance(cats, list) else None
+    if names is None or not all(isinstance(n, str) and n for n in names):
+        raise CatalogError(f"{path}: 'categories' must be a list of category names (strings or {{'name': ...}})")
+    return names
 
 
 def _segmentation_of(spec: dict):
@@ -91,11 +106,18 @@ def _segmentation_of(spec: dict):
     return flat or [[]]
 
 
+class _DuplicateId:
+    """Stands in the entry table for an entry whose id an earlier entry already took."""
+
+    def __init__(self, first: str, pos: int):
+        self.first, self.pos = first, pos
+
+
 class FolderCatalog(Catalog):
     """Catalog over ``folder`` and its annotation file; see the module docstring for the schema."""
 
     def __init__(self, folder, *, annotations=None, max_pixels: int | None = DEFAULT_MAX_PIXELS,
-                 name: str | None = None):
+                 name: str | None = None, allow_outside_root: bool = False):
         self.folder = Path(folder)
         path = Path(annotations) if annotations is not None else find_annotation_file(self.folder)
         if path is None:
@@ -104,6 +126,7 @@ class FolderCatalog(Catalog):
         self.name = name or self.folder.resolve().name or "folder"
         self.source = f"folder:{self.folder}"
         self.max_pixels = max_pixels
+        self.allow_outside_root = bool(allow_outside_root)
         entries, categories = _read_entries(path)
         self.categories = set(categories) if categories is not None else None
         self._entries: dict[str, object] = {}
@@ -111,7 +134,7 @@ class FolderCatalog(Catalog):
         for pos, entry in enumerate(entries):
             rid = f"folder:{self.name}:{self._entry_key(entry, pos)}"
             if rid in self._entries:
-                rid = f"{rid}@{pos}"
+                rid, entry = f"{rid}@{pos}", _DuplicateId(rid, pos)
             self._entries[rid] = entry
             self._ids.append(rid)
 
@@ -133,6 +156,9 @@ class FolderCatalog(Catalog):
 
     def _load(self, record_id: str) -> ImageRecord | Quarantined:
         entry = self._entries[record_id]
+        if isinstance(entry, _DuplicateId):
+            return Quarantined(record_id, "duplicate_id",
+                               f"entry {entry.pos} repeats the id of {entry.first}", self.source)
         if isinstance(entry, str):
             return Quarantined(record_id, "bad_annotation", entry, self.source)
         if not isinstance(entry, dict):
@@ -140,7 +166,7 @@ class FolderCatalog(Catalog):
         file = entry.get("file") or entry.get("file_name")
         if not isinstance(file, str) or not file:
             return Quarantined(record_id, "bad_record", "image entry has no 'file'", self.source)
-        path = self.folder / file
+        path = confined_path(self.folder, file, allow_outside=self.allow_outside_root)
         image = load_image(path, max_pixels=self.max_pixels)
         hw = image.shape[:2]
         specs = entry.get("instances") or []
@@ -165,19 +191,24 @@ class FolderCatalog(Catalog):
             raise InstanceProblem("bad_annotation", "instance is not a JSON object")
         if iid in taken:
             raise InstanceProblem("bad_annotation", f"duplicate instance id {iid!r}")
-        attributes = dict(spec.get("attributes") or {}) if isinstance(spec.get("attributes"), dict) else {}
+        attributes = spec.get("attributes") if spec.get("attributes") is not None else {}
+        if not isinstance(attributes, dict):
+            raise InstanceProblem("bad_attribute", f"attributes must be an object, got {type(attributes).__name__}")
+        attributes = dict(attributes)
         for key in _SHORTHAND_ATTRIBUTES:
             if key in spec:
                 attributes[key] = spec[key]
-        mask = self._mask_file(spec["mask"]) if spec.get("mask") is not None else None
+        mask = self._mask_file(spec["mask"], hw) if spec.get("mask") is not None else None
         return make_instance(iid, spec.get("category"), hw, box_xyxy=spec.get("box"),
                              segmentation=None if mask is not None else _segmentation_of(spec),
                              mask=mask, attributes=attributes, known_categories=self.categories)
 
-    def _mask_file(self, rel_path) -> np.ndarray:
+    def _mask_file(self, rel_path, hw: tuple[int, int]) -> np.ndarray:
         """HxW bool from an L / 1-bit PNG next to the images (>= 128 = object)."""
+        if not isinstance(rel_path, str) or not rel_path:
+            raise InstanceProblem("bad_mask", f"'mask' must be a file path, got {rel_path!r}")
         try:
-            with Image.open(self.folder / str(rel_path)) as img:
-                return np.asarray(img.convert("L")) >= 128
-        except (OSError, ValueError) as exc:
+            path = confined_path(self.folder, rel_path, allow_outside=self.allow_outside_root)
+            return load_mask_file(path, hw)
+        except ImageDecodeError as exc:
             raise InstanceProblem("bad_mask", f"mask file {rel_path}: {exc}") from exc
