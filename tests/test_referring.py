@@ -375,3 +375,37 @@ def test_demo_estimated_colours_match_ground_truth(demo_records):
                     assert all(p["colour"] != mine for p in peers), f"{rec.id}/{iid}: same photo colours, named {ref.value}"
                 assert all(p["colour"] != ref.value for p in peers), f"{rec.id}/{iid}: a peer is truly {ref.value}"
     assert checked >= 50
+
+
+def test_two_instances_annotated_with_the_same_colour_are_not_named_by_it():
+    # Guarantee: a colour names an instance only when no competitor has that colour. Annotated
+    # colours carry no pixel votes, so nothing but the uniqueness rule keeps the two red cups apart.
+    rec = record(rect("r1", "cup", 10, 10, 50, 50, color="red"), rect("r2", "cup", 100, 10, 140, 50, color="red"),
+                 rect("b", "cup", 180, 10, 220, 50, color="blue"))
+    assert "color" not in by_attribute(rec, "r1")
+    assert "color" not in by_attribute(rec, "r2")
+    assert by_attribute(rec, "b")["color"].phrase == "the blue cup"
+
+
+def test_an_annotated_colour_that_a_competitor_shows_in_its_pixels_is_not_unique():
+    img = np.full((H, W, 3), 100, np.uint8)
+    img[10:50, 100:140] = COLOR_RGB["red"]  # the unannotated cup is plainly red
+    img[10:50, 180:220] = COLOR_RGB["blue"]
+    rec = record(rect("r1", "cup", 10, 10, 50, 50, color="red"), rect("r2", "cup", 100, 10, 140, 50),
+                 rect("b", "cup", 180, 10, 220, 50), image=img)
+    assert "color" not in by_attribute(rec, "r1")
+    assert "color" not in by_attribute(rec, "r2")
+    assert by_attribute(rec, "b")["color"].value == "blue"
+
+
+def test_two_instances_estimated_to_be_the_same_colour_are_not_named_by_it():
+    img = np.full((H, W, 3), 100, np.uint8)
+    img[10:50, 10:50] = (230, 20, 20)
+    img[10:50, 100:140] = (200, 30, 40)  # another shade of red
+    img[10:50, 180:220] = COLOR_RGB["blue"]
+    rec = record(rect("r1", "cup", 10, 10, 50, 50), rect("r2", "cup", 100, 10, 140, 50),
+                 rect("b", "cup", 180, 10, 220, 50), image=img)
+    assert color_name(img[10:50, 10:50].reshape(-1, 3)) == color_name(img[10:50, 100:140].reshape(-1, 3)) == "red"
+    assert "color" not in by_attribute(rec, "r1")
+    assert "color" not in by_attribute(rec, "r2")
+    assert by_attribute(rec, "b")["color"].phrase == "the blue cup"
