@@ -87,6 +87,10 @@ def _cat(x0: int, x1: int, **extra) -> dict:
 GOOD_CATS = [_cat(8, 30), _cat(62, 84)]
 
 
+def _dog(**extra) -> dict:
+    return {"category": "dog", "polygon": [[40, 2], [50, 2], [50, 12], [40, 12]], **extra}
+
+
 def _folder_corpus(folder: Path) -> tuple[list[tuple[str, str]], list[str]]:
     """Write a folder catalog; return ``(expected (id, reason) pairs, good record ids)``."""
     folder.mkdir(parents=True)
@@ -111,17 +115,19 @@ def _folder_corpus(folder: Path) -> tuple[list[tuple[str, str]], list[str]]:
     os.mkfifo(folder / "masks" / "fifo.png")
     entries = [
         {"id": "good", "file": "good.png", "instances": GOOD_CATS},
+        # Broken dog annotations beside two good cats: the dogs are dropped (and, being still in the
+        # picture, make dog expressions unsafe), the cats still give samples.
         {"id": "good2", "file": "good2.png", "instances": GOOD_CATS + [
-            _cat(40, 50, id="a1", attributes={"color": {"x": 1}}),
-            _cat(40, 50, id="a2", in_mirror="yes"),
-            _cat(40, 50, id="a3", color=123),
-            {"id": "a4", "category": "cat", "box": [-50, 0, 500, 10]},
+            _dog(id="a1", attributes={"color": {"x": 1}}),
+            _dog(id="a2", in_mirror="yes"),
+            _dog(id="a3", color=123),
+            {"id": "a4", "category": "dog", "box": [-50, 0, 500, 10]},
             {"id": "a5", "category": "dragon", "box": [1, 1, 9, 9]},
-            {"id": "a6", "category": "cat", "polygon": [[1, 1], [5, 5]]},
-            {"id": "a7", "category": "cat", "segmentation": {"size": [H, W], "counts": [5, 7]}},
-            {"id": "a8", "category": "cat", "mask": "masks/bomb.png"},
-            {"id": "a9", "category": "cat", "mask": "../outside.png"},
-            {"id": "a10", "category": "cat", "mask": "masks/fifo.png"},
+            {"id": "a6", "category": "dog", "polygon": [[1, 1], [5, 5]]},
+            {"id": "a7", "category": "dog", "segmentation": {"size": [H, W], "counts": [5, 7]}},
+            {"id": "a8", "category": "dog", "mask": "masks/bomb.png"},
+            {"id": "a9", "category": "dog", "mask": "../outside.png"},
+            {"id": "a10", "category": "dog", "mask": "masks/fifo.png"},
         ]},
         {"id": "undecodable", "file": "garbage.png", "instances": GOOD_CATS},
         {"id": "truncated", "file": "cut.jpg", "instances": GOOD_CATS},
@@ -138,7 +144,7 @@ def _folder_corpus(folder: Path) -> tuple[list[tuple[str, str]], list[str]]:
         {"id": "instlist", "file": "good.png", "instances": "x"},
         {"id": "nofile", "instances": GOOD_CATS},
     ]
-    (folder / "annotations.json").write_text(json.dumps({"categories": ["cat"], "images": entries}))
+    (folder / "annotations.json").write_text(json.dumps({"categories": ["cat", "dog"], "images": entries}))
     rid = f"folder:{folder.name}:"
     records = [("undecodable", "undecodable"), ("truncated", "truncated"), ("bomb", "oversized"),
                ("fifo", "not_a_file"), ("devzero", "outside_root"), ("dotdot", "outside_root"),
@@ -166,16 +172,16 @@ def _coco_corpus(folder: Path) -> tuple[list, list[str]]:
 
     doc = {
         "images": [image(1, "a.png"), "not an image", image(1, "b.png"), image(3, "b.png", h=10)],
-        "annotations": [box_ann(1, 1, 8), box_ann(2, 1, 62), box_ann(3, 1, 40, iscrowd=1),
+        "annotations": [box_ann(1, 1, 8), box_ann(2, 1, 62), box_ann(3, 1, 40, iscrowd=1, category_id=2),
                         box_ann(4, 777, 8), [1, 2, 3]],
-        "categories": [{"id": 1, "name": "cat"}, {"name": "no id"}],
+        "categories": [{"id": 1, "name": "cat"}, {"id": 2, "name": "person"}, {"name": "no id"}],
     }
     (folder / "instances_bad.json").write_text(json.dumps(doc))
     p = "coco:bad:"
     expected = [("records", p + "images[1]", "bad_record"), ("records", p + "1@2", "duplicate_id"),
                 ("records", p + "3", "size_mismatch"), ("annotations", p + "1#3", "crowd"),
                 ("catalog", p + "annotations[3]", "orphan_annotation"),
-                ("catalog", p + "annotations[4]", "bad_annotation"), ("catalog", p + "categories[1]", "bad_category")]
+                ("catalog", p + "annotations[4]", "bad_annotation"), ("catalog", p + "categories[2]", "bad_category")]
     return expected, [p + "1"]
 
 

@@ -17,8 +17,9 @@ def _catalog(folder):
     image[20:44, 62:84] = (40, 70, 200)
     Image.fromarray(image).save(folder / "a.png")
     cats = [{"category": "cat", "polygon": [[x0, 20], [x0 + 22, 20], [x0 + 22, 44], [x0, 44]]} for x0 in (8, 62)]
-    entries = [{"id": "a", "file": "a.png", "instances": cats + [{"id": "bad", "category": "cat", "box": [0, 0, 900, 9]},
-                                                                 {"id": "c", "category": "cat", "box": [1, 1, 5, 5],
+    # Broken dog annotations beside two good cats: cat samples are still made.
+    entries = [{"id": "a", "file": "a.png", "instances": cats + [{"id": "bad", "category": "dog", "box": [0, 0, 900, 9]},
+                                                                 {"id": "c", "category": "dog", "box": [1, 1, 5, 5],
                                                                   "color": {"x": 1}}]},
                {"id": "broken", "file": "missing.png", "instances": cats}]
     (folder / "annotations.json").write_text(json.dumps({"images": entries}))

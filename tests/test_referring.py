@@ -409,3 +409,13 @@ def test_two_instances_estimated_to_be_the_same_colour_are_not_named_by_it():
     assert "color" not in by_attribute(rec, "r1")
     assert "color" not in by_attribute(rec, "r2")
     assert by_attribute(rec, "b")["color"].phrase == "the blue cup"
+
+
+def test_a_category_with_a_dropped_annotation_gets_no_expression():
+    # The second cat's annotation was broken and dropped: it is still in the picture, so the kept
+    # cat is neither "the cat" nor "the left cat". Dogs are unaffected.
+    rec = ImageRecord("test:r", np.full((H, W, 3), 100, np.uint8),
+                      [rect("a", "cat", 10, 40, 50, 80), rect("d", "dog", 150, 40, 190, 80)],
+                      meta={"dropped_instances": [{"id": "b", "reason": "bad_box", "detail": "", "category": "cat"}]})
+    assert referring_expressions(rec, "a") == []
+    assert by_attribute(rec, "d")["count"].phrase == "the dog"

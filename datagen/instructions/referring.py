@@ -7,7 +7,9 @@ errs towards silence: an instruction naming the wrong object is worse training d
 instruction, so an attribute is emitted only with a clear margin.
 
 Competitors are the instances of the same category in the record (minus ``ignore``, used by the
-understanding builder for the image after a removal). Decisions, with the thresholds as module
+understanding builder for the image after a removal). A category for which the catalog dropped an
+annotation (``record.meta["dropped_instances"]`` entries with a ``category``) gets no expression at
+all: the dropped object is still in the picture, unseen by every rule below. Decisions, with the thresholds as module
 constants:
 
 * **location** (geometry of box centres, x only): 2 instances give left/right, 3 give
@@ -107,6 +109,10 @@ class _Scene:
         self.image_width = float(record.image.shape[1])
         hw = record.image.shape[:2]
         self.facts = {i.id: _facts(i, hw) for i in record.instances if i.id not in skip}
+        # Categories with an annotation the catalog dropped (a bad box, a crowd region...): that
+        # object is still in the picture, so "the left cat" or "the cat" might name the wrong one.
+        self.incomplete = {d["category"] for d in (record.meta or {}).get("dropped_instances", [])
+                           if isinstance(d, dict) and d.get("category")}
 
     def peers(self, instance_id: str) -> list[_Facts]:
         """All instances of the category of ``instance_id``, itself included."""
@@ -215,6 +221,8 @@ def _expressions(scene: _Scene, instance_id: str) -> list[Referring]:
     target = scene.facts[instance_id]
     peers = scene.peers(instance_id)
     category = target.instance.category
+    if category in scene.incomplete:
+        return []
     found = {
         "location": _location(scene, target, peers),
         "size": _size(target, peers),

@@ -84,9 +84,14 @@ def _is_fact(value: Any) -> bool:
     return value is None or isinstance(value, (str, bool, int)) or (isinstance(value, float) and math.isfinite(value))
 
 
-def dropped_entry(instance_id: str, problem: InstanceProblem) -> dict:
-    """The ``record.meta["dropped_instances"]`` item for a dropped annotation."""
-    return {"id": instance_id, "reason": problem.reason, "detail": problem.detail}
+def dropped_entry(instance_id: str, problem: InstanceProblem, category: str | None = None) -> dict:
+    """The ``record.meta["dropped_instances"]`` item for a dropped annotation. ``category``: the
+    (known) category it named, if any: the object is still in the picture, so referring
+    expressions for that category cannot be trusted (``datagen.instructions.referring``)."""
+    entry = {"id": instance_id, "reason": problem.reason, "detail": problem.detail}
+    if category is not None:
+        entry["category"] = category
+    return entry
 
 
 def checked_box(box: Any, hw: tuple[int, int], tolerance: float = BOX_TOLERANCE) -> tuple[float, float, float, float]:

@@ -195,26 +195,27 @@ class CocoCatalog(Catalog):
         for ann in self._annotations.get(image_id, []):
             iid = ann.get("instance_id")
             iid = iid if isinstance(iid, str) and iid and iid not in seen else str(ann.get("id", len(seen)))
+            cid = ann.get("category_id")
+            category = self.categories.get(cid) if isinstance(cid, (int, str)) else None
             if ann.get("iscrowd"):
                 crowd += 1
                 dropped.append(dropped_entry(iid, InstanceProblem("crowd", "an iscrowd region covers many objects, "
-                                                                           "not one instance")))
+                                                                           "not one instance"), category))
                 continue
             try:
                 if iid in seen:
                     raise InstanceProblem("bad_record", f"duplicate annotation id {iid!r}")
-                cid = ann.get("category_id")
-                category = self.categories.get(cid) if isinstance(cid, (int, str)) else None
                 if category is None:
-                    raise InstanceProblem("unknown_category", f"category id {ann.get('category_id')!r} is not defined")
+                    raise InstanceProblem("unknown_category", f"category id {cid!r} is not defined")
                 box = xywh_to_xyxy(ann["bbox"]) if ann.get("bbox") is not None else None
                 inst = make_instance(iid, category, hw, box_xyxy=box, segmentation=ann.get("segmentation") or None,
                                      attributes=ann.get("attributes"))
             except InstanceProblem as problem:
-                dropped.append(dropped_entry(iid, problem))
+                dropped.append(dropped_entry(iid, problem, category))
                 continue
             except (TypeError, ValueError, AttributeError) as exc:  # a shape no check anticipated
-                dropped.append(dropped_entry(iid, InstanceProblem("bad_annotation", f"{type(exc).__name__}: {exc}")))
+                problem = InstanceProblem("bad_annotation", f"{type(exc).__name__}: {exc}")
+                dropped.append(dropped_entry(iid, problem, category))
                 continue
             seen.add(iid)
             instances.append(inst)

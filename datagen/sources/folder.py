@@ -87,6 +87,12 @@ def _category_names(path: Path, cats) -> list[str] | None:
     return names
 
 
+def _category_of(spec, known: set[str] | None) -> str | None:
+    """The category a dropped instance names, when it is one the catalog has (else None)."""
+    category = spec.get("category") if isinstance(spec, dict) else None
+    return category if isinstance(category, str) and (known is None or category in known) else None
+
+
 def _segmentation_of(spec: dict):
     """The instance's shape in COCO form (polygons list or RLE dict), or None for box-only."""
     if spec.get("segmentation") is not None:
@@ -178,9 +184,10 @@ class FolderCatalog(Catalog):
             try:
                 instances.append(self._instance(iid, spec, hw, {i.id for i in instances}))
             except InstanceProblem as problem:
-                dropped.append(dropped_entry(iid, problem))
+                dropped.append(dropped_entry(iid, problem, _category_of(spec, self.categories)))
             except (TypeError, ValueError, AttributeError) as exc:  # a shape no check anticipated
-                dropped.append(dropped_entry(iid, InstanceProblem("bad_annotation", f"{type(exc).__name__}: {exc}")))
+                problem = InstanceProblem("bad_annotation", f"{type(exc).__name__}: {exc}")
+                dropped.append(dropped_entry(iid, problem, _category_of(spec, self.categories)))
         meta = {"file_name": file, "path": str(path), "dropped_instances": dropped}
         if isinstance(entry.get("meta"), dict):
             meta.update(entry["meta"])
