@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 
+from datagen.cli.argtypes import positive_int
 from datagen.contact_sheet import pick_samples, save_contact_sheet
 from datagen.shards import ManifestError
 
@@ -11,9 +12,9 @@ from datagen.shards import ManifestError
 def add_arguments(parser) -> None:
     parser.add_argument("manifest", help="a manifest JSON, or a folder of them")
     parser.add_argument("-o", "--output", required=True, help="PNG file to write")
-    parser.add_argument("--n", type=int, default=12, help="number of samples (default 12)")
-    parser.add_argument("--cols", type=int, default=2, help="samples per row (default 2)")
-    parser.add_argument("--thumb", type=int, default=160, help="side of each image in pixels (default 160)")
+    parser.add_argument("--n", type=positive_int, default=12, help="number of samples (default 12)")
+    parser.add_argument("--cols", type=positive_int, default=2, help="samples per row (default 2)")
+    parser.add_argument("--thumb", type=positive_int, default=160, help="side of each image in pixels (default 160)")
 
 
 def run(args) -> int:

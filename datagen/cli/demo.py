@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 
+from datagen.cli.argtypes import non_negative_int, positive_int
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--scenes", type=int, default=24, help="number of demo scenes (default 24)")
-    parser.add_argument("--seed", type=int, default=0, help="scene set and builder seed (default 0)")
+    parser.add_argument("--scenes", type=positive_int, default=24, help="number of demo scenes (default 24)")
+    parser.add_argument("--seed", type=non_negative_int, default=0, help="scene set and builder seed (default 0)")
     parser.add_argument("--root", default="data/demo", help="data folder (default data/demo)")
     parser.add_argument("--manifests", default="manifests", help="manifest folder (default manifests)")
 

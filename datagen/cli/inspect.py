@@ -9,13 +9,14 @@ from __future__ import annotations
 import sys
 from itertools import islice
 
+from datagen.cli.argtypes import non_negative_int
 from datagen.shards import ManifestError, load_manifest, manifest_paths, read_samples, verify_manifest
 from datagen.shards.manifest import RESERVED_KEYS
 
 
 def add_arguments(parser) -> None:
     parser.add_argument("manifest", help="a manifest JSON, or a folder of them (e.g. manifests/)")
-    parser.add_argument("--samples", type=int, default=5, metavar="N", help="sample instructions to show")
+    parser.add_argument("--samples", type=non_negative_int, default=5, metavar="N", help="sample instructions to show")
     parser.add_argument("--no-verify", action="store_true", help="skip reading every shard to check it")
 
 

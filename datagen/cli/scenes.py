@@ -8,12 +8,14 @@ from __future__ import annotations
 import argparse
 import time
 
+from datagen.cli.argtypes import non_negative_int, positive_int
+
 HELP = "write N built-in demo scenes as a COCO-format catalog"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--n", type=int, default=100, help="number of scenes (default 100)")
-    parser.add_argument("--seed", type=int, default=0, help="scene set; the same seed gives the same scenes")
+    parser.add_argument("--n", type=positive_int, default=100, help="number of scenes (default 100)")
+    parser.add_argument("--seed", type=non_negative_int, default=0, help="scene set; the same seed gives the same scenes")
     parser.add_argument("--out", default="data/scenes", help="output folder (default data/scenes)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 

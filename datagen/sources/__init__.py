@@ -9,13 +9,20 @@
 * an ``annotations.json`` / ``.jsonl`` file itself (its folder holds the images).
 
 Every catalog accepts ``max_pixels=`` (images larger than this are quarantined as
-``oversized``). A catalog's ``load`` never raises for bad data; ``open_catalog`` raises
-``CatalogError`` only when the spec itself cannot be opened.
+``oversized``); folder and COCO catalogs accept ``allow_outside_root=True`` (image and mask paths
+may then lead outside the catalog's folder). A catalog's ``load`` never raises for bad data;
+``open_catalog`` raises ``CatalogError`` only when the spec itself cannot be opened (no such file,
+not JSON, not UTF-8, nested too deeply, a top-level field of the wrong type: the message names it).
 
 Reason codes a run may count: record level (``Quarantined.reason``) ``missing``, ``unreadable``,
-``undecodable``, ``truncated``, ``oversized``, ``bad_mode``, ``size_mismatch``, ``bad_record``,
-``bad_annotation``; instance level (``record.meta["dropped_instances"][i]["reason"]``)
-``bad_box``, ``empty_polygon``, ``bad_polygon``, ``bad_mask``, ``unknown_category``, ``bad_annotation``.
+``not_a_file``, ``too_large``, ``outside_root``, ``undecodable``, ``truncated``, ``oversized``,
+``bad_mode``, ``size_mismatch``, ``bad_record``, ``bad_annotation``, ``duplicate_id``; instance
+level (``record.meta["dropped_instances"][i]["reason"]``) ``bad_box``, ``empty_polygon``,
+``bad_polygon``, ``bad_mask``, ``unknown_category``, ``bad_attribute``, ``bad_annotation``,
+``crowd``; catalog level (``catalog.problems``, belonging to no record) ``orphan_annotation``,
+``bad_annotation``, ``bad_category``. Jobs log all three levels to ``OUT/*.quarantine.jsonl``
+(``level`` = ``annotation`` / ``catalog`` for the last two) and count them in the manifest
+(``quarantined``, ``dropped_annotations``).
 """
 from __future__ import annotations
 
