@@ -8,7 +8,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup demo test test-all system-deps bench stack-up stack-down stack-status clean
+.PHONY: setup demo test test-all system-deps bench mutate stack-up stack-down stack-status clean
 
 setup:
 	@python3 scripts/install_env.py
@@ -27,6 +27,14 @@ test: setup system-deps
 test-all: setup system-deps
 	$(PY) -m pytest -m ''
 
+# Mutation testing of the core modules ([tool.mutmut] in pyproject.toml; docs/TESTING.md). Slow
+# (about a mutant a second on 2 cores) and never part of `make test` or CI. Narrow it with
+# ONLY='datagen.compositing.*'. Results are kept in mutants/: a rerun retests only what changed.
+mutate: setup
+	$(PY) -m pip install --disable-pip-version-check -q 'mutmut>=3.8,<4'
+	$(PY) -m mutmut run --max-children 2 $(ONLY) >/dev/null || true
+	$(PY) scripts/mutation_score.py mutants
+
 # A local Prefect stack: server on 127.0.0.1:4200 (state in .prefect/), `datagen` process pool,
 # every deployment in prefect.yaml, and a worker. Then: prefect deployment run synth-understanding/demo
 stack-up: setup
@@ -42,4 +50,4 @@ bench: setup
 	for b in shards understanding orchestration review trainer; do $(PY) bench/$$b.py || exit 1; done
 
 clean:
-	rm -rf data review-queue .prefect manifests/*.json manifests/*.parquet test-artifacts
+	rm -rf data review-queue .prefect manifests/*.json manifests/*.parquet test-artifacts mutants
