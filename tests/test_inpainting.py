@@ -10,7 +10,7 @@ from tiny_models import make_fake_mat_checkout, tiny_models, torch_threads
 
 from datagen.backends import BackendUnavailable, import_from_checkout
 from datagen.inpainting import INPAINTERS, build_inpainter
-from datagen.inpainting.lama import to_model_inputs
+from datagen.inpainting.lama import model_inputs
 from datagen.inpainting.window import context_window, tile_window
 
 
@@ -89,14 +89,35 @@ def test_opencv_rejects_bad_inputs_and_passes_empty_hole():
 
 # ---------------------------------------------------------------------------------------- LaMa
 
-def test_lama_inputs_are_padded_to_8_with_hole_as_one():
-    img, hole = noise(50, 61), rect(50, 61, 5, 5, 20, 30)
-    image_t, mask_t = to_model_inputs(img, hole, "cpu")
-    assert tuple(image_t.shape) == (1, 3, 56, 64) and tuple(mask_t.shape) == (1, 1, 56, 64)
-    assert image_t.dtype == torch.float32 and 0 <= image_t.min() and image_t.max() <= 1
-    assert torch.equal(image_t[0, :, :50, :61], torch.from_numpy(img).permute(2, 0, 1).float() / 255)
-    assert torch.equal(mask_t[0, 0, :50, :61], torch.from_numpy(hole).float())
-    assert mask_t[0, 0, 50:].sum() == 0 and mask_t[0, 0, :, 61:].sum() == 0
+def upstream_lama(model, image, hole):
+    """LaMa's own prediction path as an oracle (advimman/lama): ``load_image`` (CHW float32 / 255),
+    ``pad_img_to_modulo(img, 8)`` = ``np.pad(..., mode='symmetric')`` on the image *and* the mask,
+    ``(mask > 0) * 1``, the model, then ``[:orig_h, :orig_w]`` and ``clip(0, 1) * 255`` to uint8."""
+    def pad_img_to_modulo(img, mod):
+        _, h, w = img.shape
+        return np.pad(img, ((0, 0), (0, -h % mod), (0, -w % mod)), mode="symmetric")
+
+    img = pad_img_to_modulo(np.transpose(image, (2, 0, 1)).astype("float32") / 255, 8)
+    mask = pad_img_to_modulo((hole.astype(np.uint8) * 255)[None].astype("float32") / 255, 8)
+    mask = (mask > 0) * 1
+    with torch.no_grad():
+        out = model(torch.from_numpy(img)[None], torch.from_numpy(mask).float()[None])
+    h, w = hole.shape
+    return (np.clip(out[0].permute(1, 2, 0).numpy()[:h, :w], 0, 1) * 255).round().astype(np.uint8)
+
+
+def test_lama_pads_image_and_mask_symmetric_like_upstream():
+    img, hole = noise(50, 61), rect(50, 61, 40, 45, 50, 61)  # touches the bottom and right edges
+    lama = build_inpainter("lama", checkpoint=tiny_models().lama, device="cpu")
+    pixels, mask = model_inputs(img, hole, lama.window(hole))
+    assert pixels.shape == (3, 56, 64) and mask.shape == (1, 56, 64)
+    assert pixels.dtype == np.float32 and 0 <= pixels.min() and pixels.max() <= 1
+    # The padding mirrors the hole too: the object's pixels are never handed to LaMa as known context.
+    assert (mask[0, 50:, 45:61] == 1).all() and (mask[0, 40:, 61:] == 1).all()
+    assert (mask[0] == np.pad(hole, ((0, 6), (0, 3)), mode="symmetric")).all()
+    out = lama.inpaint(img, hole)
+    assert (out[hole] == upstream_lama(lama.model, img, hole)[hole]).all()
+    assert (out[~hole] == img[~hole]).all()
 
 
 def test_lama_runs_torchscript_file_and_pastes_only_the_hole():
@@ -106,10 +127,55 @@ def test_lama_runs_torchscript_file_and_pastes_only_the_hole():
     out = inp.inpaint(img, hole)
     assert out.shape == img.shape and out.dtype == np.uint8
     assert (out[~hole] == img[~hole]).all()
-    with torch.no_grad():
-        expected = inp.model(*to_model_inputs(img, hole, "cpu"))[0, :, :50, :61].permute(1, 2, 0)
-    expected = (expected * 255).round().byte().numpy()
-    assert (out[hole] == expected[hole]).all()
+    assert (out[hole] == upstream_lama(inp.model, img, hole)[hole]).all()
+    assert not (out[hole] == img[hole]).all()
+
+
+def test_lama_crops_a_window_around_the_hole_of_a_large_image():
+    lama = build_inpainter("lama", checkpoint=tiny_models().lama, device="cpu", crop_trigger=256, crop_margin=32)
+    img, hole = noise(300, 420, seed=3), rect(300, 420, 250, 380, 290, 415)
+    shapes = []
+    real = lama.model
+    lama.model = lambda image, mask: shapes.append(tuple(image.shape)) or real(image, mask)
+    out = lama.inpaint(img, hole)
+    win = lama.last_run["window"]
+    assert shapes == [(1, 3, 128, 128)]  # 40x35 hole + 2 x 32 margin, in whole 64 px tiles
+    assert (win["height"], win["width"]) == (128, 128)
+    assert win["top"] <= 250 and win["top"] + 128 >= 290 and win["left"] <= 380 and win["left"] + 128 >= 415
+    crop = (slice(win["top"], win["top"] + 128), slice(win["left"], win["left"] + 128))
+    assert (out[crop][hole[crop]] == upstream_lama(real, img[crop], hole[crop])[hole[crop]]).all()
+    assert (out[~hole] == img[~hole]).all()
+    full = build_inpainter("lama", checkpoint=tiny_models().lama, device="cpu")  # 420 px < default trigger
+    assert full.window(hole).as_dict() == {"top": 0, "left": 0, "height": 300, "width": 420,
+                                           "pad_bottom": 4, "pad_right": 4}
+
+
+def test_lama_batch_groups_windows_by_shape_and_matches_single_calls():
+    from datagen.inpainting import inpaint_batch
+
+    lama = build_inpainter("lama", checkpoint=tiny_models().lama, device="cpu", batch_size=2)
+    images = [noise(50, 61, seed=s) for s in range(3)] + [noise(40, 40, seed=9), noise(50, 61, seed=4)]
+    holes = [rect(50, 61, 5, 5, 20, 30), rect(50, 61, 30, 10, 49, 40), rect(50, 61, 0, 0, 10, 10),
+             rect(40, 40, 10, 10, 20, 20), np.zeros((50, 61), bool)]
+    single = [lama.inpaint(i, h) for i, h in zip(images, holes)]
+    batches = []
+    real = lama.model
+    lama.model = lambda image, mask: batches.append(tuple(image.shape)) or real(image, mask)
+    out = inpaint_batch(lama, images, holes, seeds=[1, 2, 3, 4, 5])
+    assert sorted(batches) == [(1, 3, 40, 40), (1, 3, 56, 64), (2, 3, 56, 64)]
+    assert all((a == b).all() for a, b in zip(out, single))
+
+
+def test_inpaint_batch_helper_loops_over_backends_without_batching():
+    from datagen.inpainting import inpaint_batch
+
+    inp = build_inpainter("opencv")
+    assert not hasattr(inp, "inpaint_batch")
+    imgs, holes = [gradient(32, 40), gradient(20, 20)], [rect(32, 40, 5, 5, 10, 10), rect(20, 20, 2, 2, 8, 8)]
+    out = inpaint_batch(inp, imgs, holes)
+    assert all((o == inp.inpaint(i, h)).all() for o, i, h in zip(out, imgs, holes))
+    with pytest.raises(ValueError, match="one of each"):
+        inpaint_batch(inp, imgs, holes, seeds=[1])
 
 
 def test_lama_unavailable_names_the_option(tmp_path):

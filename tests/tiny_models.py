@@ -104,8 +104,13 @@ def make_tiny_sam(folder: str | Path, seed: int = 0) -> TinySam:
 # --------------------------------------------------------------------------------------- LaMa
 
 class TinyLama(torch.nn.Module):
-    """LaMa's exported interface: (1x3xHxW in [0,1], 1x1xHxW with 1 = hole) -> 1x3xHxW in [0,1].
-    One stride-2 stage, so like the real network it only accepts padded sizes (multiples of 8)."""
+    """LaMa's exported interface: (Bx3xHxW in [0,1], Bx1xHxW with 1 = hole) -> Bx3xHxW in [0,1].
+
+    The wrapping is LaMa's own ``DefaultInpaintingTrainingModule.forward``
+    (``saicinpainting/training/trainers/default.py``): the generator sees ``img * (1 - mask)``
+    concatenated with ``mask`` and the result is ``mask * predicted + (1 - mask) * img``. One
+    stride-2 stage stands in for the generator, so like the real network it only accepts padded
+    sizes (``bin/predict.py`` pads to multiples of 8)."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -115,8 +120,9 @@ class TinyLama(torch.nn.Module):
     def forward(self, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         assert image.shape[2] % 8 == 0 and image.shape[3] % 8 == 0, "LaMa needs sides that are multiples of 8"
         assert bool(((mask == 0) | (mask == 1)).all()), "LaMa mask must be 0/1"
-        x = torch.cat([image * (1 - mask), mask], dim=1)
-        return torch.sigmoid(self.up(torch.relu(self.down(x))))
+        masked = image * (1 - mask)
+        predicted = torch.sigmoid(self.up(torch.relu(self.down(torch.cat([masked, mask], dim=1)))))
+        return mask * predicted + (1 - mask) * image
 
 
 def make_tiny_lama(folder: str | Path, seed: int = 0) -> Path:
