@@ -6,7 +6,7 @@ import pickle
 import numpy as np
 import pytest
 import torch
-from tiny_models import make_fake_mat_checkout, tiny_models, torch_threads
+from tiny_models import make_fake_mat_checkout, make_tiny_sd_inpaint, tiny_models, torch_threads
 
 from datagen.backends import BackendUnavailable, import_from_checkout
 from datagen.inpainting import INPAINTERS, build_inpainter
@@ -221,9 +221,9 @@ def test_sd_crops_a_window_around_the_hole_of_a_large_image(sd, monkeypatch):
     img, hole = noise(300, 400, seed=1), rect(300, 400, 200, 300, 220, 330)
     out = sd.inpaint(img, hole, prompt="a red ball", seed=0)
     call = sd.pipe.calls[-1]
-    assert call["prompt"] == "a red ball" and call["negative_prompt"] is None
-    assert call["image"].size == (64, 64) and (call["height"], call["width"]) == (64, 64)
-    mask = np.asarray(call["mask_image"]) > 0
+    assert call["prompt"] == ["a red ball"] and call["negative_prompt"] is None
+    assert call["image"][0].size == (64, 64) and (call["height"], call["width"]) == (64, 64)
+    mask = np.asarray(call["mask_image"][0]) > 0
     win = sd.last_run["window"]
     assert (win["height"], win["width"]) == (64, 64)  # native size, no up- or down-scaling
     assert win["top"] <= 200 and win["top"] + 64 >= 220 and win["left"] <= 300 and win["left"] + 64 >= 330
@@ -237,8 +237,48 @@ def test_sd_downscales_a_large_hole_window_to_model_size(sd, monkeypatch):
     out = sd.inpaint(img, hole)
     call = sd.pipe.calls[-1]
     assert max(call["height"], call["width"]) == 64 and call["height"] % 4 == 0 and call["width"] % 4 == 0
-    assert call["negative_prompt"] == sd.removal_negative_prompt
+    assert call["negative_prompt"] == [sd.removal_negative_prompt]
     assert (out[~hole] == img[~hole]).all()
+
+
+def test_sd_batch_is_one_call_with_a_generator_per_seed_and_matches_single_calls(sd, monkeypatch):
+    from datagen.inpainting import inpaint_batch
+
+    img, hole = noise(48, 56), rect(48, 56, 10, 12, 30, 40)
+    other, other_hole = noise(48, 56, seed=5), rect(48, 56, 20, 20, 40, 40)
+    seeds, prompts = [3, 4, 5, 6], [None, None, "a red ball", None]
+    single = [sd.inpaint(i, h, prompt=p, seed=s)
+              for i, h, p, s in zip([img, img, img, other], [hole, hole, hole, other_hole], prompts, seeds)]
+    monkeypatch.setattr(sd, "pipe", RecordingPipe(sd.pipe))
+    out = inpaint_batch(sd, [img, img, img, other], [hole, hole, hole, other_hole], prompts=prompts, seeds=seeds)
+    assert len(sd.pipe.calls) == 1
+    call = sd.pipe.calls[0]
+    assert len(call["generator"]) == 4 and [g.initial_seed() for g in call["generator"]] == seeds
+    assert call["negative_prompt"][2] == "" and call["negative_prompt"][0] == sd.removal_negative_prompt
+    for a, b in zip(out, single):
+        assert (a == b).all()
+    assert [r["seed"] for r in sd.last_runs] == seeds and sd.last_run["seed"] == 6
+
+
+def test_sd_precision_is_recorded_and_half_needs_cuda(sd):
+    assert sd.settings()["precision"] == "fp32" and sd.pipe.unet.dtype == torch.float32
+    if not torch.cuda.is_available():
+        with pytest.raises(BackendUnavailable, match="precision='fp32'"):
+            build_inpainter("sd", model_dir=tiny_models().sd, device="cpu", precision="fp16")
+
+
+def test_sd_flagged_result_is_recorded_and_the_editor_skips_it_as_nsfw_blank(tmp_path):
+    from datagen.reasoning.editors import EditFailed, EditRequest, SdEditor
+
+    folder = make_tiny_sd_inpaint(tmp_path / "sd", flag_everything_nsfw=True)
+    flagged = build_inpainter("sd", model_dir=folder, device="cpu", steps=1)
+    img, hole = noise(48, 56), rect(48, 56, 10, 12, 30, 40)
+    out = flagged.inpaint(img, hole, seed=1)
+    assert flagged.last_run["nsfw"] is True and (out[hole] == 0).all()  # the checker returned black
+    request = EditRequest("recolor", img, hole, np.zeros_like(hole), (12.0, 10.0, 40.0, 30.0), "cup", ("red",), 0)
+    with pytest.raises(EditFailed) as failed:
+        SdEditor(flagged).edit(request, seed=1)
+    assert failed.value.reason == "nsfw_blank"
 
 
 def test_sd_unavailable_names_the_option(tmp_path):

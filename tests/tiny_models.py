@@ -150,8 +150,30 @@ def _tiny_clip_tokenizer():
     return CLIPTokenizer(vocab=vocab, merges=[], model_max_length=77)
 
 
-def make_tiny_sd_inpaint(folder: str | Path, seed: int = 0) -> Path:
-    """Save a tiny ``StableDiffusionInpaintPipeline`` to ``folder`` and return it (native 64 px)."""
+def _tiny_safety_checker(flag_everything: bool):
+    """A real ``StableDiffusionSafetyChecker`` on a tiny CLIP vision model, and its feature
+    extractor. ``flag_everything`` sets every concept threshold below any cosine, so each image is
+    flagged (and blacked out) the way the real checker flags an NSFW one."""
+    from diffusers.pipelines.stable_diffusion.safety_checker import StableDiffusionSafetyChecker
+    from transformers import CLIPConfig, CLIPImageProcessor
+
+    config = CLIPConfig(
+        text_config=dict(hidden_size=32, intermediate_size=37, num_attention_heads=4, num_hidden_layers=1),
+        vision_config=dict(hidden_size=32, intermediate_size=37, num_attention_heads=4, num_hidden_layers=1,
+                           image_size=32, patch_size=8),
+        projection_dim=16,
+    )
+    checker = StableDiffusionSafetyChecker(config).eval()
+    if flag_everything:
+        with torch.no_grad():
+            checker.concept_embeds_weights.fill_(-2.0)  # cosine - threshold > 0 for every concept
+    extractor = CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
+    return checker, extractor
+
+
+def make_tiny_sd_inpaint(folder: str | Path, seed: int = 0, *, flag_everything_nsfw: bool = False) -> Path:
+    """Save a tiny ``StableDiffusionInpaintPipeline`` to ``folder`` and return it (native 64 px).
+    ``flag_everything_nsfw``: include a safety checker that flags every image."""
     from diffusers import AutoencoderKL, PNDMScheduler, StableDiffusionInpaintPipeline, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
@@ -172,10 +194,11 @@ def make_tiny_sd_inpaint(folder: str | Path, seed: int = 0) -> Path:
         down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
         up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"), sample_size=64,
     )
+    checker, extractor = _tiny_safety_checker(True) if flag_everything_nsfw else (None, None)
     pipe = StableDiffusionInpaintPipeline(
         vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
-        scheduler=PNDMScheduler(skip_prk_steps=True, steps_offset=1), safety_checker=None, feature_extractor=None,
-        requires_safety_checker=False,
+        scheduler=PNDMScheduler(skip_prk_steps=True, steps_offset=1), safety_checker=checker,
+        feature_extractor=extractor, requires_safety_checker=flag_everything_nsfw,
     )
     pipe.save_pretrained(folder)
     return folder

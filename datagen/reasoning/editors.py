@@ -228,6 +228,8 @@ class SdEditor:
         prompt = self.prompt(req)
         tgt = self.inpainter.inpaint(req.image, region, prompt=prompt, seed=seed)
         info = {"prompt": prompt, "seed": int(seed), **dict(getattr(self.inpainter, "last_run", {}) or {})}
+        if info.get("nsfw"):  # the safety checker blacked the result out: nothing to review
+            raise EditFailed("nsfw_blank", f"the safety checker flagged the {req.op} of the {req.noun} (seed {seed})")
         return EditResult(restrict(tgt, req.image, region), region, req.values[0] if req.values else None, info=info)
 
     def settings(self) -> dict:
