@@ -332,6 +332,8 @@ _PIH_MODEL = '''
 
         def forward(self, background, input_image, input_mask):
             b = input_image.shape[0]
+            assert input_image.shape[-2:] == (512, 512) and input_mask.shape[1] == 1, "inference.py feeds 512x512"
+            assert 0 <= float(input_mask.min()) and float(input_mask.max()) <= 1, "mask is ToTensor of an L image"
             x = torch.cat((input_image, background, input_mask), 1)
             curves = torch.sigmoid(self.PL(x)).reshape(b, 3, self.dim)
             d = self.dim
@@ -351,9 +353,29 @@ _PIH_MODEL = '''
 '''
 
 
+def pih_training_options(argv: list[str] | None = None) -> optparse.Values:
+    """What ``PIH_train.py`` pickles as ``args``: the ``optparse.Values`` its ``OptionParser``
+    returns -- strings, ints, floats, ``True`` and ``None`` (flags not given). A few of its real
+    options with their real types and defaults stand in for the full list."""
+    parser = optparse.OptionParser()
+    parser.add_option("--datadir", "--dd")
+    parser.add_option("-g", "--gpu_id", dest="gpu_id", type="int")
+    parser.add_option("--learning-rate", "--lr", default=1e-5, type="float")
+    parser.add_option("--batchsize", "--bs", dest="batchsize", default=4, type="int")
+    parser.add_option("--pl-dim", default=32, type="int")
+    parser.add_option("--maskoffset", default=0.5, type="float")
+    for flag in ("--masking", "--brush", "--swap", "--onlyupsample", "--aggupsample", "--onlysaveg", "--lightmodel"):
+        parser.add_option(flag, action="store_true")
+    parser.add_option("--maskingcp")
+    options, _ = parser.parse_args(argv if argv is not None else [
+        "--datadir", "/data/iHarmony4", "--masking", "--brush", "--maskoffset", "0.6", "--swap", "--onlyupsample",
+        "--aggupsample", "--onlysaveg", "--bs", "8"])
+    return options
+
+
 def make_fake_pih_checkout(folder: str | Path, seed: int = 0) -> TinyCheckout:
-    """``folder/PIH`` stand-in checkout + ``pretrained/ckpt_g39.pth`` saved the way PIH_train.py
-    saves it: ``{"epoch", "state_dict", "args": optparse.Values}``."""
+    """``folder/PIH`` stand-in checkout + ``pretrained/ckpt_g39.pth`` saved the way PIH_train.py's
+    ``save_model`` saves it with ``--onlysaveg``: ``{"epoch", "state_dict", "args": optparse.Values}``."""
     root = Path(folder) / "PIH"
     _write_files(root, {"model.py": _PIH_MODEL})
     model_module = import_from_checkout(root, "model", backend="pih", option="checkout", owns=PIH_MODULES)
@@ -361,8 +383,7 @@ def make_fake_pih_checkout(folder: str | Path, seed: int = 0) -> TinyCheckout:
     model = model_module.Model_Composite_PL(**PIH_INFERENCE_KWARGS, light=False, Eff_bool=False)
     ckpt = root / "pretrained" / "ckpt_g39.pth"
     ckpt.parent.mkdir(exist_ok=True)
-    torch.save({"epoch": 39, "state_dict": model.state_dict(),
-                "args": optparse.Values({"onlysaveg": True, "lr": 1e-4, "dim": 32})}, ckpt)
+    torch.save({"epoch": 39, "state_dict": model.state_dict(), "args": pih_training_options()}, ckpt)
     return TinyCheckout(root, ckpt)
 
 

@@ -178,7 +178,7 @@ class ClassicalEditor:
             pasted = paste(y1, donor.rgb, donor.mask, req.box, feather_px=self.feather_px, keep_out=req.keep_out)
         except CompositingError as exc:
             raise EditFailed(exc.reason, exc.detail) from exc
-        y4 = self.harmonizer.harmonize(pasted.image, pasted.mask, background=y1)
+        y4 = self.harmonizer.harmonize(pasted.image, pasted.mask, background=y1, alpha=pasted.alpha)
         edit = hole | (dilate(pasted.mask, self.harmonize_band_px) & ~req.keep_out)
         info = {"inpainter": _backend_info(self.inpainter), "harmonizer": _backend_info(self.harmonizer),
                 "donor": {"index": donor.index, "category": donor.category, "fingerprint": donor.fingerprint}}
