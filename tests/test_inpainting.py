@@ -344,6 +344,22 @@ def test_mat_loads_weights_into_checkout_generator(mat):
     assert all(torch.equal(p, q) for p, q in zip(saved.state_dict().values(), mat.G.state_dict().values()))
 
 
+def test_mat_logs_and_records_which_ops_path_runs(caplog, monkeypatch):
+    import sys
+
+    from datagen.inpainting.mat import custom_ops_path
+
+    with caplog.at_level("INFO", logger="datagen.inpainting.mat"):
+        cpu = build_inpainter("mat", **tiny_models().mat.options(), device="cpu")
+    assert cpu.settings()["ops"] == "reference" and "reference ops" in caplog.text
+    checkout = tiny_models().mat.checkout
+    with pytest.warns(UserWarning, match="Falling back"):
+        assert custom_ops_path(checkout, "cuda") == "reference"  # the kernels did not build
+    for name in ("bias_act", "upfirdn2d"):
+        monkeypatch.setattr(sys.modules[f"torch_utils.ops.{name}"], "_plugin", object())
+    assert custom_ops_path(checkout, "cuda") == "cuda_ops"
+
+
 def test_mat_unavailable_names_the_option(tmp_path):
     with pytest.raises(BackendUnavailable, match="checkout=PATH"):
         build_inpainter("mat", checkpoint=tiny_models().mat.checkpoint)

@@ -206,6 +206,23 @@ def make_tiny_sd_inpaint(folder: str | Path, seed: int = 0, *, flag_everything_n
 
 # ---------------------------------------------------------------------------------------- MAT
 
+_MAT_CUSTOM_OP = '''
+    """Stand-in for one of MAT's torch_utils/ops modules (StyleGAN2-ADA's): ``_init()`` tries to
+    build the CUDA plugin once and returns whether it loaded; on failure it warns and the op falls
+    back to its reference implementation. Here no plugin is ever built."""
+    import warnings
+
+    _inited = False
+    _plugin = None
+
+    def _init():
+        global _inited
+        if not _inited:
+            _inited = True
+            warnings.warn("Failed to build CUDA kernels. Falling back to slow reference implementation.")
+        return _plugin is not None
+'''
+
 _MAT_FILES = {
     "dnnlib/__init__.py": "from . import util  # noqa: F401\n",
     "dnnlib/util.py": '''
@@ -226,6 +243,10 @@ _MAT_FILES = {
                 assert isinstance(data[key], torch.nn.Module), key
             return data
     ''',
+    "torch_utils/__init__.py": "",
+    "torch_utils/ops/__init__.py": "",
+    "torch_utils/ops/bias_act.py": _MAT_CUSTOM_OP,
+    "torch_utils/ops/upfirdn2d.py": _MAT_CUSTOM_OP,
     "networks/__init__.py": "",
     "networks/mat.py": '''
         """Stand-in for MAT's networks/mat.py: the Generator's constructor and call signature.
