@@ -66,7 +66,7 @@ class Registry:
             return builder(**options)
         except TypeError as exc:
             # A misspelt option (``checkpont=``) is a usage error: say so in one sentence.
-            if "unexpected keyword argument" not in str(exc):
+            if "unexpected keyword argument" not in str(exc) and "takes no arguments" not in str(exc):
                 raise
             raise ValueError(f"{self.stage} backend {name!r} does not take that option ({exc})") from exc
 

@@ -67,6 +67,26 @@ def test_masker_contract(backends, name):
     check_settings(masker, name)
 
 
+@pytest.mark.parametrize("name", MASKERS.names())
+def test_masker_returns_annotated_masks_when_asked_to_prefer_them(name):
+    """Against ground truth: with ``prefer_annotated`` (or always, for ``annotation``) each box's
+    annotated mask comes back exactly, and a box without one still gets a mask of its own; a
+    masker that returns empty or swapped masks fails here."""
+    options = tiny_backend_options("masking", name)
+    try:
+        masker = build_masker(name, **options, prefer_annotated=True)
+    except ValueError as exc:  # a backend without the option always returns annotations
+        assert "does not take that option" in str(exc)
+        masker = build_masker(name, **options)
+    img, truth = small_image(), object_mask()
+    corner = np.zeros_like(truth)
+    corner[5:25, 5:30] = True
+    boxes = np.array([[26.0, 22.0, 62.0, 50.0], [5.0, 5.0, 30.0, 25.0]])
+    out = masker.masks(img, boxes, [truth, corner])
+    assert (out[0] == truth).all() and (out[1] == corner).all()
+    assert not np.shares_memory(out, truth)
+
+
 @pytest.mark.parametrize("name", INPAINTERS.names())
 def test_inpainter_contract(backends, name):
     inpainter = backends[("inpainting", name)]

@@ -188,17 +188,18 @@ def test_lama_unavailable_names_the_option(tmp_path):
 # ------------------------------------------------------------------------------ SD inpainting
 
 class RecordingPipe:
-    """Wraps the real pipeline and records the keyword arguments of each call."""
+    """Wraps the real pipeline and records the keyword arguments and result of each call."""
 
     def __init__(self, pipe):
-        self._pipe, self.calls = pipe, []
+        self._pipe, self.calls, self.results = pipe, [], []
 
     def __getattr__(self, name):
         return getattr(self._pipe, name)
 
     def __call__(self, **kwargs):
         self.calls.append(kwargs)
-        return self._pipe(**kwargs)
+        self.results.append(self._pipe(**kwargs))
+        return self.results[-1]
 
 
 @pytest.fixture(scope="module")
@@ -279,6 +280,23 @@ def test_sd_flagged_result_is_recorded_and_the_editor_skips_it_as_nsfw_blank(tmp
     with pytest.raises(EditFailed) as failed:
         SdEditor(flagged).edit(request, seed=1)
     assert failed.value.reason == "nsfw_blank"
+
+
+def test_sd_tiny_pipeline_output_slice_is_pinned(sd, monkeypatch):
+    """As diffusers' pipeline tests do: a library upgrade that changes what the tiny pipeline
+    computes (scheduler, attention, VAE, init) shows up here."""
+    monkeypatch.setattr(sd, "pipe", RecordingPipe(sd.pipe))
+    img, hole = gradient(48, 56), rect(48, 56, 10, 12, 30, 40)
+    out = sd.inpaint(img, hole, prompt="a red ball", seed=7)
+    painted = sd.pipe.results[-1].images[0]
+    assert painted.shape == (56, 64, 3)
+    expected = np.array(PINNED_SD_SLICE, dtype=np.float32)
+    assert np.allclose(painted[-3:, -3:, -1].ravel(), expected, atol=1e-3), painted[-3:, -3:, -1].ravel().tolist()
+    assert (out[~hole] == img[~hole]).all()
+
+
+# Float output of the tiny SD inpaint pipeline (torch 2.13 / diffusers 0.42.1, CPU, 2 PNDM steps).
+PINNED_SD_SLICE = [0.3602, 0.4412, 0.4586, 0.4081, 0.4724, 0.5434, 0.4258, 0.5189, 0.5869]
 
 
 def test_sd_unavailable_names_the_option(tmp_path):
