@@ -136,7 +136,7 @@ def make_tiny_lama(folder: str | Path, seed: int = 0) -> Path:
 
 # ----------------------------------------------------------------------------- SD inpainting
 
-def _tiny_clip_tokenizer():
+def tiny_clip_tokenizer():
     """Byte-level CLIP BPE with no merges: every character is a token (offline, ~500 entries)."""
     from tokenizers.pre_tokenizers import ByteLevel
     from transformers import CLIPTokenizer
@@ -179,7 +179,7 @@ def make_tiny_sd_inpaint(folder: str | Path, seed: int = 0, *, flag_everything_n
 
     folder = Path(folder)
     _seeded(seed)
-    tokenizer = _tiny_clip_tokenizer()
+    tokenizer = tiny_clip_tokenizer()
     text_encoder = CLIPTextModel(CLIPTextConfig(
         vocab_size=len(tokenizer), hidden_size=32, intermediate_size=37, num_attention_heads=4,
         num_hidden_layers=2, max_position_embeddings=77, bos_token_id=0, eos_token_id=1, pad_token_id=1,
