@@ -119,3 +119,24 @@ def test_harmonizer_contract(backends, name):
     assert (harmonizer.harmonize(comp, fg, background=img)[~allowed] == comp[~allowed]).all()
     assert (harmonizer.harmonize(comp, np.zeros_like(fg)) == comp).all()
     check_settings(harmonizer, name)
+
+
+@pytest.mark.parametrize("stage,name", [(stage, name) for stage, registry in
+                                        (("masking", MASKERS), ("inpainting", INPAINTERS),
+                                         ("harmonization", HARMONIZERS)) for name in registry.names()])
+def test_learned_backends_record_precision_and_refuse_half_on_cpu(backends, stage, name):
+    """Every backend that takes ``precision`` records it and runs fp32 on a CPU; asking for fp16
+    there is an error naming the option, never a silent fp32 run."""
+    from datagen.backends import BackendUnavailable
+
+    build = {"masking": build_masker, "inpainting": build_inpainter, "harmonization": build_harmonizer}[stage]
+    options = {**tiny_backend_options(stage, name), "device": "cpu"}
+    try:
+        build(name, **options, precision="fp16")
+    except BackendUnavailable as exc:
+        assert "precision='fp32'" in str(exc)
+        assert backends[(stage, name)].settings()["precision"] == "fp32"
+    except ValueError as exc:  # a CPU-only backend has no precision option
+        assert "does not take that option" in str(exc) and "precision" not in backends[(stage, name)].settings()
+    else:
+        pytest.fail(f"{stage} backend {name!r} accepted precision='fp16' on a CPU")

@@ -8,17 +8,24 @@ same code a user's real checkpoint goes through (``torch.load`` + ``load_state_d
 * ``make_tiny_sam(folder) -> TinySam``: real ``segment_anything.modeling`` classes (ViT 64-dim,
   depth 2, 256 px), state dict saved to ``sam_tiny.pth`` plus ``sam_tiny.json`` (its config).
 * ``make_tiny_lama(folder) -> Path``: a scripted module with LaMa's ``model(image, mask)``
-  interface saved as ``big-lama.pt``.
+  interface and its trainer's wrapping (``img * (1 - mask)`` + mask in, ``mask * pred + (1 - mask)
+  * img`` out), saved as ``big-lama.pt``.
 * ``make_tiny_sd_inpaint(folder) -> Path``: a ``StableDiffusionInpaintPipeline`` (9-channel UNet,
   tiny VAE, tiny CLIP text model, byte-level CLIP tokenizer; native size 64 px) saved with
-  ``save_pretrained``.
-* ``make_fake_mat_checkout(folder) -> TinyCheckout``: ``MAT/`` with ``legacy.py``, ``dnnlib/``
-  and ``networks/mat.py`` (a tiny ``Generator`` with MAT's constructor and call signature that
-  records each call in ``G.calls``) and ``MAT/pretrained/tiny.pkl`` pickled as MAT's are.
+  ``save_pretrained``; ``flag_everything_nsfw=True`` adds a real safety checker that flags every
+  image.
+* ``make_fake_mat_checkout(folder) -> TinyCheckout``: ``MAT/`` with ``legacy.py``, ``dnnlib/``,
+  ``torch_utils/ops`` (custom ops whose CUDA build "fails") and ``networks/mat.py`` (a tiny
+  ``Generator`` with MAT's constructor and call signature that records each call in ``G.calls``)
+  and ``MAT/pretrained/tiny.pkl`` pickled as MAT's are.
 * ``make_fake_pih_checkout(folder) -> TinyCheckout``: ``PIH/model.py`` with a tiny
   ``Model_Composite_PL`` (PIH's constructor, forward signature, ``pl_table``/``gainmap``
-  attributes and ``LUT3D``; records inputs in ``model.calls``) and ``PIH/pretrained/ckpt_g39.pth``
-  saved as PIH's trainer saves it.
+  attributes and ``LUT3D``; asserts the 512 px inputs ``inference.py`` feeds; records inputs in
+  ``model.calls``) and ``PIH/pretrained/ckpt_g39.pth`` saved as ``PIH_train.py``'s ``save_model``
+  saves it (``args`` from a real ``OptionParser``).
+
+What the stand-ins reproduce is upstream's *input handling*; the tests compare our inputs with an
+oracle that repeats upstream's preprocessing (see docs/BACKENDS.md).
 
 ``tiny_models()`` builds all of them once per process in a temporary folder (removed at exit) and
 ``tiny_backend_options(stage, name)`` gives the builder keyword arguments for any registered

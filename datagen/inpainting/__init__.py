@@ -29,7 +29,8 @@ Backends (``build_inpainter(name, **options)``):
   (required), ``device=None``, ``steps=30``, ``guidance=7.5``, ``resolution=None`` (the model's
   native size), ``context=0.5``, ``dilate=0``, ``removal_prompt="background"``,
   ``removal_negative_prompt=...``, ``negative_prompt=None``, ``precision=None`` (fp16 on CUDA,
-  fp32 on CPU; the pipeline is loaded in that dtype).
+  fp32 on CPU; the pipeline is loaded in that dtype), ``batch_size=4`` (items per pipeline call
+  in ``inpaint_batch``).
 * ``mat`` -- MAT from a checkout + ``.pkl``. Options: ``checkout`` and ``checkpoint`` (required),
   ``device=None``, ``context=64``, ``truncation_psi=1.0``, ``dilate=0``, ``precision=None``.
 
