@@ -256,8 +256,8 @@ def test_sd_batch_is_one_call_with_a_generator_per_seed_and_matches_single_calls
     call = sd.pipe.calls[0]
     assert len(call["generator"]) == 4 and [g.initial_seed() for g in call["generator"]] == seeds
     assert call["negative_prompt"][2] == "" and call["negative_prompt"][0] == sd.removal_negative_prompt
-    for a, b in zip(out, single):
-        assert (a == b).all()
+    for a, b in zip(out, single):  # batched convolutions differ by ~1e-6 before rounding to uint8
+        assert np.abs(a.astype(int) - b).max() <= 1 and (a != b).mean() < 1e-3
     assert [r["seed"] for r in sd.last_runs] == seeds and sd.last_run["seed"] == 6
 
 

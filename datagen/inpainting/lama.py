@@ -84,9 +84,9 @@ class LamaInpainter:
         for image, hole in zip(images, holes):
             check_inputs(image, hole)
         outs = [image.copy() for image in images]
+        runs = [{"seed": int(seed), "prompt": None} for seed in seeds]
         prepared: dict[tuple[int, int], list[tuple[int, Window, np.ndarray, np.ndarray]]] = {}
         for i, (image, hole) in enumerate(zip(images, holes)):
-            self.last_run = {"seed": int(seeds[i]), "prompt": None}
             if hole.any():
                 given = grow(hole, self.dilate)
                 window = self.window(given)
@@ -101,7 +101,8 @@ class LamaInpainter:
                     filled[window.top:window.top + window.height, window.left:window.left + window.width] = \
                         rgb[:window.height, :window.width]
                     outs[i] = paste_hole(images[i], filled, holes[i])
-                    self.last_run = {"seed": int(seeds[i]), "prompt": None, "window": window.as_dict()}
+                    runs[i]["window"] = window.as_dict()
+        self.last_run = runs[-1] if runs else {}
         return outs
 
     def window(self, hole: np.ndarray) -> Window:
