@@ -97,7 +97,8 @@ class MatInpainter:
         copy_weights(saved, G, checkpoint=pkl)
         G = G.to(device).eval().requires_grad_(False)
         ops = custom_ops_path(root, device)
-        log.info("mat: running MAT's %s path on %s", "compiled CUDA ops" if ops == "cuda_ops" else "reference ops", device)
+        path = "compiled CUDA ops" if ops == "cuda_ops" else "reference ops"
+        log.info("mat: running MAT's %s path on %s", path, device)
         return cls(G, checkout=root, checkpoint=pkl, device=device, precision=precision, ops=ops, **options)
 
     def inpaint(self, image: np.ndarray, hole: np.ndarray, *, prompt: str | None = None, seed: int = 0) -> np.ndarray:
@@ -141,7 +142,8 @@ class MatInpainter:
     def settings(self) -> dict:
         return {"backend": self.name, "checkout": str(self.checkout.resolve()),
                 "checkpoint": file_fingerprint(self.checkpoint), "resolution": self.tile, "context": self.context,
-                "truncation_psi": self.truncation_psi, "dilate": self.dilate, "precision": self.precision, "ops": self.ops}
+                "truncation_psi": self.truncation_psi, "dilate": self.dilate, "precision": self.precision,
+                "ops": self.ops}
 
 
 def custom_ops_path(checkout: Path, device: str) -> str:
