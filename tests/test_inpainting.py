@@ -369,7 +369,9 @@ def test_mat_logs_and_records_which_ops_path_runs(caplog, monkeypatch):
 
     with caplog.at_level("INFO", logger="datagen.inpainting.mat"):
         cpu = build_inpainter("mat", **tiny_models().mat.options(), device="cpu")
-    assert cpu.settings()["ops"] == "reference" and "reference ops" in caplog.text
+    assert cpu.ops == "reference" and "reference ops" in caplog.text and "ops" not in cpu.settings()
+    cpu.inpaint(noise(64, 64), rect(64, 64, 10, 10, 20, 20))
+    assert cpu.last_run["ops"] == "reference"
     checkout = tiny_models().mat.checkout
     with pytest.warns(UserWarning, match="Falling back"):
         assert custom_ops_path(checkout, "cuda") == "reference"  # the kernels did not build

@@ -32,8 +32,9 @@ generator's ``img_resolution`` (README: "the resolution should be a multiple of 
 Custom ops: MAT's ``torch_utils/ops`` (``bias_act``, ``upfirdn2d``, from StyleGAN2-ADA) compile
 CUDA kernels on first use with ``torch.utils.cpp_extension`` (needs ``ninja`` and ``nvcc``) and
 fall back to a slow reference implementation with a warning when that fails. Which path runs is
-logged at build time and recorded as ``settings()["ops"]``: ``"cuda_ops"`` (kernels built),
-``"reference"`` (CUDA without kernels, or the CPU, where the kernels never apply). The ``mat``
+logged at build time and recorded as ``ops`` and in ``last_run["ops"]`` (not in ``settings()``,
+which stay equal between CPU and GPU runs): ``"cuda_ops"`` (kernels built), ``"reference"`` (CUDA
+without kernels, or the CPU, where the kernels never apply). The ``mat``
 extra installs ``timm`` (``networks/mat.py`` imports its layers) and ``ninja``; ``nvcc`` comes
 with the CUDA toolkit, not with pip.
 """
@@ -124,7 +125,7 @@ class MatInpainter:
         filled = image.copy()
         filled[window.top:window.top + window.height, window.left:window.left + window.width] = \
             painted[:window.height, :window.width]
-        self.last_run.update(window=window.as_dict(), noise_mode=noise_mode)
+        self.last_run.update(window=window.as_dict(), noise_mode=noise_mode, ops=self.ops)
         return paste_hole(image, filled, hole)
 
     def model_inputs(self, image: np.ndarray, hole: np.ndarray, window: Window) -> tuple[Any, Any]:
@@ -142,8 +143,7 @@ class MatInpainter:
     def settings(self) -> dict:
         return {"backend": self.name, "checkout": str(self.checkout.resolve()),
                 "checkpoint": file_fingerprint(self.checkpoint), "resolution": self.tile, "context": self.context,
-                "truncation_psi": self.truncation_psi, "dilate": self.dilate, "precision": self.precision,
-                "ops": self.ops}
+                "truncation_psi": self.truncation_psi, "dilate": self.dilate, "precision": self.precision}
 
 
 def custom_ops_path(checkout: Path, device: str) -> str:
