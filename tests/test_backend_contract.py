@@ -140,3 +140,22 @@ def test_learned_backends_record_precision_and_refuse_half_on_cpu(backends, stag
         assert "does not take that option" in str(exc) and "precision" not in backends[(stage, name)].settings()
     else:
         pytest.fail(f"{stage} backend {name!r} accepted precision='fp16' on a CPU")
+
+
+def test_gpu_bench_runs_its_tiny_configuration_without_cuda():
+    """bench/gpu_models.py stays runnable in one command: on a machine without CUDA it runs the
+    tiny configuration through the same loaders and batch helpers and says so."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("with CUDA the bench builds full-size models (minutes)")
+    root = Path(__file__).resolve().parent.parent
+    run = subprocess.run([sys.executable, str(root / "bench" / "gpu_models.py"), "--repeats", "1", "--only", "sam,lama"],
+                         capture_output=True, text=True, timeout=300, cwd=root)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "tiny configurations" in run.stdout
+    assert "images/s" in run.stdout and "holes/s" in run.stdout and "batched/single" in run.stdout
