@@ -268,11 +268,16 @@ def test_sd_precision_is_recorded_and_half_needs_cuda(sd):
             build_inpainter("sd", model_dir=tiny_models().sd, device="cpu", precision="fp16")
 
 
-def test_sd_flagged_result_is_recorded_and_the_editor_skips_it_as_nsfw_blank(tmp_path):
+@pytest.fixture(scope="module")
+def flagged_sd_dir(tmp_path_factory):
+    """A tiny SD inpainting folder whose real safety checker flags every image."""
+    return make_tiny_sd_inpaint(tmp_path_factory.mktemp("sd") / "flagged", flag_everything_nsfw=True)
+
+
+def test_sd_flagged_result_is_recorded_and_the_editor_skips_it_as_nsfw_blank(flagged_sd_dir):
     from datagen.reasoning.editors import EditFailed, EditRequest, SdEditor
 
-    folder = make_tiny_sd_inpaint(tmp_path / "sd", flag_everything_nsfw=True)
-    flagged = build_inpainter("sd", model_dir=folder, device="cpu", steps=1)
+    flagged = build_inpainter("sd", model_dir=flagged_sd_dir, device="cpu", steps=1)
     img, hole = noise(48, 56), rect(48, 56, 10, 12, 30, 40)
     out = flagged.inpaint(img, hole, seed=1)
     assert flagged.last_run["nsfw"] is True and (out[hole] == 0).all()  # the checker returned black
@@ -297,6 +302,21 @@ def test_sd_tiny_pipeline_output_slice_is_pinned(sd, monkeypatch):
 
 # Float output of the tiny SD inpaint pipeline (torch 2.13 / diffusers 0.42.1, CPU, 2 PNDM steps).
 PINNED_SD_SLICE = [0.3602, 0.4412, 0.4586, 0.4081, 0.4724, 0.5434, 0.4258, 0.5189, 0.5869]
+
+
+def test_reasoning_builder_quarantines_flagged_candidates_as_nsfw_blank(flagged_sd_dir):
+    from datagen.masking import build_masker
+    from datagen.reasoning import ReasoningBuilder
+    from datagen.schema import ImageRecord, Quarantined
+    from datagen.sources.demo import make_scene
+
+    builder = ReasoningBuilder(build_masker("annotation"), "sd", candidates=2, ops=["recolor"],
+                               editor_options={"model_dir": flagged_sd_dir, "device": "cpu", "steps": 1})
+    scene = make_scene(2, 0)
+    cat = next(i for i in scene.instances if i.category == "cat")
+    items = list(builder(ImageRecord(scene.id, scene.image, [cat], scene.source)))
+    assert items and all(isinstance(i, Quarantined) for i in items)  # no black image reaches review
+    assert any(i.reason == "nsfw_blank" for i in items)
 
 
 def test_sd_unavailable_names_the_option(tmp_path):
