@@ -6,6 +6,8 @@
   dependencies themselves, so importing a stage package stays cheap.
 * ``pick_device``, ``require_path``, ``file_fingerprint``, ``import_from_checkout``: the small
   steps every learned backend repeats.
+* ``resolve_precision``, ``autocast``, ``torch_dtype``: the ``precision`` option (fp32 / fp16 /
+  bf16) every learned backend takes.
 
 Nothing here imports torch at module level.
 """
@@ -64,7 +66,7 @@ class Registry:
             return builder(**options)
         except TypeError as exc:
             # A misspelt option (``checkpont=``) is a usage error: say so in one sentence.
-            if "unexpected keyword argument" not in str(exc):
+            if "unexpected keyword argument" not in str(exc) and "takes no arguments" not in str(exc):
                 raise
             raise ValueError(f"{self.stage} backend {name!r} does not take that option ({exc})") from exc
 
@@ -100,12 +102,44 @@ def pick_device(device: str | None = None) -> str:
     return str(device)
 
 
-def torch_dtype_for(device: str) -> Any:
-    """fp16 on CUDA (halves memory, the models were released for it), fp32 on CPU (fp16 CPU
-    kernels are slow or missing)."""
+PRECISIONS = ("fp32", "fp16", "bf16")
+
+
+def resolve_precision(precision: str | None, device: str, *, backend: str, default_cuda: str = "fp32") -> str:
+    """The precision a learned backend runs at: ``"fp32"``, ``"fp16"`` or ``"bf16"``.
+
+    ``None`` -> ``default_cuda`` on CUDA, ``"fp32"`` elsewhere. Half precisions need CUDA (CPU
+    fp16 kernels are slow or missing, CPU bf16 autocast is slower than fp32 on most CPUs): asking
+    for one on another device raises ``BackendUnavailable`` rather than quietly running fp32."""
+    if precision is None:
+        return default_cuda if str(device).startswith("cuda") else "fp32"
+    if precision not in PRECISIONS:
+        raise ValueError(f"the {backend!r} backend got precision={precision!r}; pass one of {PRECISIONS}.")
+    if precision != "fp32" and not str(device).startswith("cuda"):
+        raise BackendUnavailable(
+            f"the {backend!r} backend got precision={precision!r} on device={device!r}; pass precision='fp32' "
+            f"on a CPU or run on a CUDA device."
+        )
+    return precision
+
+
+def torch_dtype(precision: str) -> Any:
+    """``"fp32"|"fp16"|"bf16"`` -> the torch dtype."""
     import torch
 
-    return torch.float16 if str(device).startswith("cuda") else torch.float32
+    return {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[precision]
+
+
+def autocast(device: str, precision: str) -> Any:
+    """Context manager running a model's forward at ``precision``: CUDA autocast for fp16/bf16
+    (weights stay fp32, matmuls and convolutions run in half precision), nothing for fp32."""
+    import contextlib
+
+    import torch
+
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    return torch.autocast(device_type="cuda", dtype=torch_dtype(precision))
 
 
 def require_path(path: Any, *, option: str, what: str, backend: str, is_dir: bool = False) -> Path:

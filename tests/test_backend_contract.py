@@ -67,6 +67,26 @@ def test_masker_contract(backends, name):
     check_settings(masker, name)
 
 
+@pytest.mark.parametrize("name", MASKERS.names())
+def test_masker_returns_annotated_masks_when_asked_to_prefer_them(name):
+    """Against ground truth: with ``prefer_annotated`` (or always, for ``annotation``) each box's
+    annotated mask comes back exactly, and a box without one still gets a mask of its own; a
+    masker that returns empty or swapped masks fails here."""
+    options = tiny_backend_options("masking", name)
+    try:
+        masker = build_masker(name, **options, prefer_annotated=True)
+    except ValueError as exc:  # a backend without the option always returns annotations
+        assert "does not take that option" in str(exc)
+        masker = build_masker(name, **options)
+    img, truth = small_image(), object_mask()
+    corner = np.zeros_like(truth)
+    corner[5:25, 5:30] = True
+    boxes = np.array([[26.0, 22.0, 62.0, 50.0], [5.0, 5.0, 30.0, 25.0]])
+    out = masker.masks(img, boxes, [truth, corner])
+    assert (out[0] == truth).all() and (out[1] == corner).all()
+    assert not np.shares_memory(out, truth)
+
+
 @pytest.mark.parametrize("name", INPAINTERS.names())
 def test_inpainter_contract(backends, name):
     inpainter = backends[("inpainting", name)]
@@ -99,3 +119,43 @@ def test_harmonizer_contract(backends, name):
     assert (harmonizer.harmonize(comp, fg, background=img)[~allowed] == comp[~allowed]).all()
     assert (harmonizer.harmonize(comp, np.zeros_like(fg)) == comp).all()
     check_settings(harmonizer, name)
+
+
+@pytest.mark.parametrize("stage,name", [(stage, name) for stage, registry in
+                                        (("masking", MASKERS), ("inpainting", INPAINTERS),
+                                         ("harmonization", HARMONIZERS)) for name in registry.names()])
+def test_learned_backends_record_precision_and_refuse_half_on_cpu(backends, stage, name):
+    """Every backend that takes ``precision`` records it and runs fp32 on a CPU; asking for fp16
+    there is an error naming the option, never a silent fp32 run."""
+    from datagen.backends import BackendUnavailable
+
+    build = {"masking": build_masker, "inpainting": build_inpainter, "harmonization": build_harmonizer}[stage]
+    options = {**tiny_backend_options(stage, name), "device": "cpu"}
+    try:
+        build(name, **options, precision="fp16")
+    except BackendUnavailable as exc:
+        assert "precision='fp32'" in str(exc)
+        assert backends[(stage, name)].settings()["precision"] == "fp32"
+    except ValueError as exc:  # a CPU-only backend has no precision option
+        assert "does not take that option" in str(exc) and "precision" not in backends[(stage, name)].settings()
+    else:
+        pytest.fail(f"{stage} backend {name!r} accepted precision='fp16' on a CPU")
+
+
+def test_gpu_bench_runs_its_tiny_configuration_without_cuda():
+    """bench/gpu_models.py stays runnable in one command: on a machine without CUDA it runs the
+    tiny configuration through the same loaders and batch helpers and says so."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("with CUDA the bench builds full-size models (minutes)")
+    root = Path(__file__).resolve().parent.parent
+    run = subprocess.run([sys.executable, str(root / "bench" / "gpu_models.py"), "--repeats", "1", "--only", "sam,lama"],
+                         capture_output=True, text=True, timeout=300, cwd=root)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "tiny configurations" in run.stdout
+    assert "images/s" in run.stdout and "holes/s" in run.stdout and "batched/single" in run.stdout

@@ -104,32 +104,99 @@ def pih():
     return build_harmonizer("pih", **tiny_models().pih.options(), device="cpu")
 
 
-def test_pih_inputs_are_512_rgba_composite_over_background(pih):
-    comp, fg, bg = pasted_scene()
-    pih.harmonize(comp, fg, background=bg)
+def soft_paste(h=90, w=120, seed=0):
+    """``pasted_scene`` with a feathered alpha: 1 inside, ramping to 0 over the object's outer
+    4 px (what ``compositing.paste`` produces), composited as ``fg * a + bg * (1 - a)``."""
+    comp, fg, bg = pasted_scene(h, w, seed)
+    dist = cv2.distanceTransform(fg.astype(np.uint8), cv2.DIST_L2, 3)
+    alpha = np.clip(dist / 4.0, 0, 1).astype(np.float32) * fg
+    blended = comp.astype(np.float32) * alpha[..., None] + bg.astype(np.float32) * (1 - alpha[..., None])
+    return blended.round().astype(np.uint8), alpha > 0, bg, alpha
+
+
+def upstream_pih_inputs(comp, alpha, bg):
+    """PIH's ``inference.py`` ``preprocess`` as the oracle: PIL images, the alpha as an "L"
+    channel, ``T.Resize((512, 512))`` then ``T.ToTensor()`` (the mask through ``T.Grayscale``)."""
+    import torchvision.transforms as T
+    from PIL import Image
+
+    resize, to_tensor = T.Resize((512, 512)), T.ToTensor()
+    mask_l = Image.fromarray((alpha * 255).round().astype(np.uint8), "L")
+    return (to_tensor(resize(Image.fromarray(bg))), to_tensor(resize(Image.fromarray(comp))),
+            T.Compose([T.Grayscale(), T.ToTensor()])(resize(mask_l)), mask_l)
+
+
+def test_pih_inputs_follow_inference_py_with_the_soft_alpha(pih):
+    comp, fg, bg, alpha = soft_paste()
+    pih.harmonize(comp, fg, background=bg, alpha=alpha)
     call = pih.model.calls[-1]
-    for key in ("background", "image"):
-        assert tuple(call[key].shape) == (1, 3, 512, 512) and 0 <= call[key].min() and call[key].max() <= 1
-    assert tuple(call["mask"].shape) == (1, 1, 512, 512)
-    small = lambda a: cv2.resize(a, (512, 512), interpolation=cv2.INTER_LINEAR)  # noqa: E731
-    assert np.allclose(call["background"][0].permute(1, 2, 0).numpy(), small(bg) / 255, atol=1e-6)
-    assert np.allclose(call["image"][0].permute(1, 2, 0).numpy(), small(comp) / 255, atol=1e-6)
-    assert np.allclose(call["mask"][0, 0].numpy(), small(fg.astype(np.float32)), atol=1e-6)
+    bg_low, comp_low, mask_low, _ = upstream_pih_inputs(comp, alpha, bg)
+    assert torch.allclose(call["background"][0], bg_low, atol=1e-6)
+    assert torch.allclose(call["image"][0], comp_low, atol=1e-6)
+    assert torch.allclose(call["mask"][0], mask_low, atol=1e-6)
+    assert 0 < float(((mask_low > 0) & (mask_low < 1)).float().mean())  # feathered values reach the model
 
 
-def test_pih_applies_curves_and_gain_at_full_resolution(pih):
-    comp, fg, bg = pasted_scene()
-    out = pih.harmonize(comp, fg, background=bg)
+def test_pih_full_resolution_output_follows_inference_py(pih):
+    comp, fg, bg, alpha = soft_paste()
+    out = pih.harmonize(comp, fg, background=bg, alpha=alpha)
     assert out.shape == comp.shape and out.dtype == np.uint8
     assert (out[~fg] == comp[~fg]).all()
-    # What PIH's inference.py computes: LUT3D on the full-size composite times the resized gain map.
-    model = pih.model
-    full = torch.from_numpy(comp).permute(2, 0, 1)[None].float() / 255
-    gain = torch.nn.functional.interpolate(model.gainmap, size=comp.shape[:2], mode="bilinear", align_corners=False)
-    expected = (model.PL3D(model.pl_table, full) * gain)[0].permute(1, 2, 0).clamp(0, 1) * 255
+    # Inferencer.forward at full resolution, with the model's own LUT3D and the soft mask.
+    import torchvision.transforms.functional as F
+
+    model, (_, _, _, mask_l) = pih.model, upstream_pih_inputs(comp, alpha, bg)
+    torch_bg, torch_comp = (torch.from_numpy(a).permute(2, 0, 1)[None].float() / 255 for a in (bg, comp))
+    torch_mask = F.to_tensor(mask_l)
+    hr = model.PL3D(model.pl_table, torch_comp) * torch_mask + (1 - torch_mask) * torch_bg
+    gain = F.resize(model.gainmap, list(torch_bg.shape[-2:]))
+    expected = (hr * gain * torch_mask + (1 - torch_mask) * torch_bg)[0].permute(1, 2, 0).clamp(0, 1) * 255
     diff = np.abs(out[fg].astype(float) - expected.round().numpy()[fg])
     assert diff.max() <= 2 and diff.mean() < 0.5
+    edge = fg & (alpha < 0.5)  # feathered rim: mostly background, so it keeps mostly background colour
+    hard = pih.harmonize(comp, fg, background=bg)
+    assert np.abs(out[edge].astype(int) - bg[edge]).mean() < np.abs(hard[edge].astype(int) - bg[edge]).mean()
     assert len(pih.last_run["curves"]) == 3 and len(pih.last_run["curves"][0]) == 32
+
+
+def test_pih_batch_is_one_forward_pass_and_matches_single_calls(pih):
+    from datagen.harmonization import harmonize_batch
+
+    scenes = [soft_paste(seed=s) for s in range(3)] + [soft_paste(h=70, w=150, seed=3)]
+    single = [pih.harmonize(c, m, background=b, alpha=a) for c, m, b, a in scenes]
+    before = len(pih.model.calls)
+    out = harmonize_batch(pih, [s[0] for s in scenes], [s[1] for s in scenes], backgrounds=[s[2] for s in scenes],
+                          alphas=[s[3] for s in scenes])
+    assert len(pih.model.calls) == before + 1 and pih.model.calls[-1]["image"].shape[0] == 4
+    assert all(np.abs(a.astype(int) - b).max() <= 1 for a, b in zip(out, single))
+
+
+def test_harmonize_batch_helper_loops_over_backends_without_batching():
+    from datagen.harmonization import harmonize_batch
+
+    harm = build_harmonizer("classical")
+    assert not hasattr(harm, "harmonize_batch")
+    comp, fg, bg, alpha = soft_paste()
+    out = harmonize_batch(harm, [comp, comp], [fg, fg], alphas=[alpha, None])
+    assert (out[0] == harm.harmonize(comp, fg)).all() and (out[1] == out[0]).all()
+    with pytest.raises(ValueError, match="one of each"):
+        harmonize_batch(harm, [comp], [fg, fg])
+
+
+def test_pih_checkpoint_from_the_trainer_loads_with_weights_only(tmp_path):
+    """``ckpt_g39.pth`` holds {"epoch", "state_dict", "args": optparse.Values}: it loads through
+    ``weights_only=True``; a checkpoint holding any other object is refused, not executed."""
+    from tiny_models import pih_training_options
+
+    from datagen.harmonization.pih import load_checkpoint
+
+    state = load_checkpoint(tiny_models().pih.checkpoint)
+    assert state["epoch"] == 39 and isinstance(state["args"], type(pih_training_options()))
+    assert state["args"].maskoffset == 0.6 and state["args"].gpu_id is None and state["args"].onlysaveg is True
+    torch.save({"epoch": 1, "state_dict": state["state_dict"], "args": pih_training_options(),
+                "hook": cv2.KeyPoint}, tmp_path / "ckpt.pth")
+    with pytest.raises(BackendUnavailable, match="objects other than tensors"):
+        build_harmonizer("pih", checkout=tiny_models().pih.checkout, checkpoint=tmp_path / "ckpt.pth", device="cpu")
 
 
 def test_pih_estimates_background_when_not_given(pih):
@@ -142,13 +209,17 @@ def test_pih_estimates_background_when_not_given(pih):
     assert bg_seen[inside][:, 0].mean() > bg_seen[inside][:, 2].mean()
 
 
-def test_apply_curves_identity_and_gain():
+def test_apply_curves_identity_gain_and_soft_alpha():
     comp, fg, _ = pasted_scene()
     identity = np.tile((np.arange(32) + 0.5) / 32, (3, 1))
     same = apply_curves_and_gain(comp, fg, identity, np.ones(fg.shape, np.float32))
     assert np.abs(same.astype(int) - comp).max() <= 1
     darker = apply_curves_and_gain(comp, fg, identity, np.full(fg.shape, 0.5, np.float32))
     assert np.abs(darker[fg].astype(int) - comp[fg] // 2).max() <= 1
+    # alpha 0.5, gain 0.5, background 200: (c*0.5 + 0.5*200) * 0.5 * 0.5 + 0.5 * 200
+    half = apply_curves_and_gain(comp, fg, identity, np.full(fg.shape, 0.5, np.float32),
+                                 alpha=np.full(fg.shape, 0.5, np.float32), background=np.full_like(comp, 200))
+    assert np.abs(half[fg].astype(float) - ((comp[fg] * 0.5 + 100) * 0.25 + 100)).max() <= 1
 
 
 def test_pih_unavailable_names_the_option(tmp_path):

@@ -6,11 +6,11 @@ import pickle
 import numpy as np
 import pytest
 import torch
-from tiny_models import make_fake_mat_checkout, tiny_models, torch_threads
+from tiny_models import make_fake_mat_checkout, make_tiny_sd_inpaint, tiny_models, torch_threads
 
 from datagen.backends import BackendUnavailable, import_from_checkout
 from datagen.inpainting import INPAINTERS, build_inpainter
-from datagen.inpainting.lama import to_model_inputs
+from datagen.inpainting.lama import model_inputs
 from datagen.inpainting.window import context_window, tile_window
 
 
@@ -89,14 +89,35 @@ def test_opencv_rejects_bad_inputs_and_passes_empty_hole():
 
 # ---------------------------------------------------------------------------------------- LaMa
 
-def test_lama_inputs_are_padded_to_8_with_hole_as_one():
-    img, hole = noise(50, 61), rect(50, 61, 5, 5, 20, 30)
-    image_t, mask_t = to_model_inputs(img, hole, "cpu")
-    assert tuple(image_t.shape) == (1, 3, 56, 64) and tuple(mask_t.shape) == (1, 1, 56, 64)
-    assert image_t.dtype == torch.float32 and 0 <= image_t.min() and image_t.max() <= 1
-    assert torch.equal(image_t[0, :, :50, :61], torch.from_numpy(img).permute(2, 0, 1).float() / 255)
-    assert torch.equal(mask_t[0, 0, :50, :61], torch.from_numpy(hole).float())
-    assert mask_t[0, 0, 50:].sum() == 0 and mask_t[0, 0, :, 61:].sum() == 0
+def upstream_lama(model, image, hole):
+    """LaMa's own prediction path as an oracle (advimman/lama): ``load_image`` (CHW float32 / 255),
+    ``pad_img_to_modulo(img, 8)`` = ``np.pad(..., mode='symmetric')`` on the image *and* the mask,
+    ``(mask > 0) * 1``, the model, then ``[:orig_h, :orig_w]`` and ``clip(0, 1) * 255`` to uint8."""
+    def pad_img_to_modulo(img, mod):
+        _, h, w = img.shape
+        return np.pad(img, ((0, 0), (0, -h % mod), (0, -w % mod)), mode="symmetric")
+
+    img = pad_img_to_modulo(np.transpose(image, (2, 0, 1)).astype("float32") / 255, 8)
+    mask = pad_img_to_modulo((hole.astype(np.uint8) * 255)[None].astype("float32") / 255, 8)
+    mask = (mask > 0) * 1
+    with torch.no_grad():
+        out = model(torch.from_numpy(img)[None], torch.from_numpy(mask).float()[None])
+    h, w = hole.shape
+    return (np.clip(out[0].permute(1, 2, 0).numpy()[:h, :w], 0, 1) * 255).round().astype(np.uint8)
+
+
+def test_lama_pads_image_and_mask_symmetric_like_upstream():
+    img, hole = noise(50, 61), rect(50, 61, 40, 45, 50, 61)  # touches the bottom and right edges
+    lama = build_inpainter("lama", checkpoint=tiny_models().lama, device="cpu")
+    pixels, mask = model_inputs(img, hole, lama.window(hole))
+    assert pixels.shape == (3, 56, 64) and mask.shape == (1, 56, 64)
+    assert pixels.dtype == np.float32 and 0 <= pixels.min() and pixels.max() <= 1
+    # The padding mirrors the hole too: the object's pixels are never handed to LaMa as known context.
+    assert (mask[0, 50:, 45:61] == 1).all() and (mask[0, 40:, 61:] == 1).all()
+    assert (mask[0] == np.pad(hole, ((0, 6), (0, 3)), mode="symmetric")).all()
+    out = lama.inpaint(img, hole)
+    assert (out[hole] == upstream_lama(lama.model, img, hole)[hole]).all()
+    assert (out[~hole] == img[~hole]).all()
 
 
 def test_lama_runs_torchscript_file_and_pastes_only_the_hole():
@@ -106,10 +127,55 @@ def test_lama_runs_torchscript_file_and_pastes_only_the_hole():
     out = inp.inpaint(img, hole)
     assert out.shape == img.shape and out.dtype == np.uint8
     assert (out[~hole] == img[~hole]).all()
-    with torch.no_grad():
-        expected = inp.model(*to_model_inputs(img, hole, "cpu"))[0, :, :50, :61].permute(1, 2, 0)
-    expected = (expected * 255).round().byte().numpy()
-    assert (out[hole] == expected[hole]).all()
+    assert (out[hole] == upstream_lama(inp.model, img, hole)[hole]).all()
+    assert not (out[hole] == img[hole]).all()
+
+
+def test_lama_crops_a_window_around_the_hole_of_a_large_image():
+    lama = build_inpainter("lama", checkpoint=tiny_models().lama, device="cpu", crop_trigger=256, crop_margin=32)
+    img, hole = noise(300, 420, seed=3), rect(300, 420, 250, 380, 290, 415)
+    shapes = []
+    real = lama.model
+    lama.model = lambda image, mask: shapes.append(tuple(image.shape)) or real(image, mask)
+    out = lama.inpaint(img, hole)
+    win = lama.last_run["window"]
+    assert shapes == [(1, 3, 128, 128)]  # 40x35 hole + 2 x 32 margin, in whole 64 px tiles
+    assert (win["height"], win["width"]) == (128, 128)
+    assert win["top"] <= 250 and win["top"] + 128 >= 290 and win["left"] <= 380 and win["left"] + 128 >= 415
+    crop = (slice(win["top"], win["top"] + 128), slice(win["left"], win["left"] + 128))
+    assert (out[crop][hole[crop]] == upstream_lama(real, img[crop], hole[crop])[hole[crop]]).all()
+    assert (out[~hole] == img[~hole]).all()
+    full = build_inpainter("lama", checkpoint=tiny_models().lama, device="cpu")  # 420 px < default trigger
+    assert full.window(hole).as_dict() == {"top": 0, "left": 0, "height": 300, "width": 420,
+                                           "pad_bottom": 4, "pad_right": 4}
+
+
+def test_lama_batch_groups_windows_by_shape_and_matches_single_calls():
+    from datagen.inpainting import inpaint_batch
+
+    lama = build_inpainter("lama", checkpoint=tiny_models().lama, device="cpu", batch_size=2)
+    images = [noise(50, 61, seed=s) for s in range(3)] + [noise(40, 40, seed=9), noise(50, 61, seed=4)]
+    holes = [rect(50, 61, 5, 5, 20, 30), rect(50, 61, 30, 10, 49, 40), rect(50, 61, 0, 0, 10, 10),
+             rect(40, 40, 10, 10, 20, 20), np.zeros((50, 61), bool)]
+    single = [lama.inpaint(i, h) for i, h in zip(images, holes)]
+    batches = []
+    real = lama.model
+    lama.model = lambda image, mask: batches.append(tuple(image.shape)) or real(image, mask)
+    out = inpaint_batch(lama, images, holes, seeds=[1, 2, 3, 4, 5])
+    assert sorted(batches) == [(1, 3, 40, 40), (1, 3, 56, 64), (2, 3, 56, 64)]
+    assert all((a == b).all() for a, b in zip(out, single))
+
+
+def test_inpaint_batch_helper_loops_over_backends_without_batching():
+    from datagen.inpainting import inpaint_batch
+
+    inp = build_inpainter("opencv")
+    assert not hasattr(inp, "inpaint_batch")
+    imgs, holes = [gradient(32, 40), gradient(20, 20)], [rect(32, 40, 5, 5, 10, 10), rect(20, 20, 2, 2, 8, 8)]
+    out = inpaint_batch(inp, imgs, holes)
+    assert all((o == inp.inpaint(i, h)).all() for o, i, h in zip(out, imgs, holes))
+    with pytest.raises(ValueError, match="one of each"):
+        inpaint_batch(inp, imgs, holes, seeds=[1])
 
 
 def test_lama_unavailable_names_the_option(tmp_path):
@@ -122,17 +188,18 @@ def test_lama_unavailable_names_the_option(tmp_path):
 # ------------------------------------------------------------------------------ SD inpainting
 
 class RecordingPipe:
-    """Wraps the real pipeline and records the keyword arguments of each call."""
+    """Wraps the real pipeline and records the keyword arguments and result of each call."""
 
     def __init__(self, pipe):
-        self._pipe, self.calls = pipe, []
+        self._pipe, self.calls, self.results = pipe, [], []
 
     def __getattr__(self, name):
         return getattr(self._pipe, name)
 
     def __call__(self, **kwargs):
         self.calls.append(kwargs)
-        return self._pipe(**kwargs)
+        self.results.append(self._pipe(**kwargs))
+        return self.results[-1]
 
 
 @pytest.fixture(scope="module")
@@ -155,9 +222,9 @@ def test_sd_crops_a_window_around_the_hole_of_a_large_image(sd, monkeypatch):
     img, hole = noise(300, 400, seed=1), rect(300, 400, 200, 300, 220, 330)
     out = sd.inpaint(img, hole, prompt="a red ball", seed=0)
     call = sd.pipe.calls[-1]
-    assert call["prompt"] == "a red ball" and call["negative_prompt"] is None
-    assert call["image"].size == (64, 64) and (call["height"], call["width"]) == (64, 64)
-    mask = np.asarray(call["mask_image"]) > 0
+    assert call["prompt"] == ["a red ball"] and call["negative_prompt"] is None
+    assert call["image"][0].size == (64, 64) and (call["height"], call["width"]) == (64, 64)
+    mask = np.asarray(call["mask_image"][0]) > 0
     win = sd.last_run["window"]
     assert (win["height"], win["width"]) == (64, 64)  # native size, no up- or down-scaling
     assert win["top"] <= 200 and win["top"] + 64 >= 220 and win["left"] <= 300 and win["left"] + 64 >= 330
@@ -171,8 +238,85 @@ def test_sd_downscales_a_large_hole_window_to_model_size(sd, monkeypatch):
     out = sd.inpaint(img, hole)
     call = sd.pipe.calls[-1]
     assert max(call["height"], call["width"]) == 64 and call["height"] % 4 == 0 and call["width"] % 4 == 0
-    assert call["negative_prompt"] == sd.removal_negative_prompt
+    assert call["negative_prompt"] == [sd.removal_negative_prompt]
     assert (out[~hole] == img[~hole]).all()
+
+
+def test_sd_batch_is_one_call_with_a_generator_per_seed_and_matches_single_calls(sd, monkeypatch):
+    from datagen.inpainting import inpaint_batch
+
+    img, hole = noise(48, 56), rect(48, 56, 10, 12, 30, 40)
+    other, other_hole = noise(48, 56, seed=5), rect(48, 56, 20, 20, 40, 40)
+    seeds, prompts = [3, 4, 5, 6], [None, None, "a red ball", None]
+    single = [sd.inpaint(i, h, prompt=p, seed=s)
+              for i, h, p, s in zip([img, img, img, other], [hole, hole, hole, other_hole], prompts, seeds)]
+    monkeypatch.setattr(sd, "pipe", RecordingPipe(sd.pipe))
+    out = inpaint_batch(sd, [img, img, img, other], [hole, hole, hole, other_hole], prompts=prompts, seeds=seeds)
+    assert len(sd.pipe.calls) == 1
+    call = sd.pipe.calls[0]
+    assert len(call["generator"]) == 4 and [g.initial_seed() for g in call["generator"]] == seeds
+    assert call["negative_prompt"][2] == "" and call["negative_prompt"][0] == sd.removal_negative_prompt
+    for a, b in zip(out, single):  # batched convolutions differ by ~1e-6 before rounding to uint8
+        assert np.abs(a.astype(int) - b).max() <= 1 and (a != b).mean() < 1e-3
+    assert [r["seed"] for r in sd.last_runs] == seeds and sd.last_run["seed"] == 6
+
+
+def test_sd_precision_is_recorded_and_half_needs_cuda(sd):
+    assert sd.settings()["precision"] == "fp32" and sd.pipe.unet.dtype == torch.float32
+    if not torch.cuda.is_available():
+        with pytest.raises(BackendUnavailable, match="precision='fp32'"):
+            build_inpainter("sd", model_dir=tiny_models().sd, device="cpu", precision="fp16")
+
+
+@pytest.fixture(scope="module")
+def flagged_sd_dir(tmp_path_factory):
+    """A tiny SD inpainting folder whose real safety checker flags every image."""
+    return make_tiny_sd_inpaint(tmp_path_factory.mktemp("sd") / "flagged", flag_everything_nsfw=True)
+
+
+def test_sd_flagged_result_is_recorded_and_the_editor_skips_it_as_nsfw_blank(flagged_sd_dir):
+    from datagen.reasoning.editors import EditFailed, EditRequest, SdEditor
+
+    flagged = build_inpainter("sd", model_dir=flagged_sd_dir, device="cpu", steps=1)
+    img, hole = noise(48, 56), rect(48, 56, 10, 12, 30, 40)
+    out = flagged.inpaint(img, hole, seed=1)
+    assert flagged.last_run["nsfw"] is True and (out[hole] == 0).all()  # the checker returned black
+    request = EditRequest("recolor", img, hole, np.zeros_like(hole), (12.0, 10.0, 40.0, 30.0), "cup", ("red",), 0)
+    with pytest.raises(EditFailed) as failed:
+        SdEditor(flagged).edit(request, seed=1)
+    assert failed.value.reason == "nsfw_blank"
+
+
+def test_sd_tiny_pipeline_output_slice_is_pinned(sd, monkeypatch):
+    """As diffusers' pipeline tests do: a library upgrade that changes what the tiny pipeline
+    computes (scheduler, attention, VAE, init) shows up here."""
+    monkeypatch.setattr(sd, "pipe", RecordingPipe(sd.pipe))
+    img, hole = gradient(48, 56), rect(48, 56, 10, 12, 30, 40)
+    out = sd.inpaint(img, hole, prompt="a red ball", seed=7)
+    painted = sd.pipe.results[-1].images[0]
+    assert painted.shape == (56, 64, 3)
+    expected = np.array(PINNED_SD_SLICE, dtype=np.float32)
+    assert np.allclose(painted[-3:, -3:, -1].ravel(), expected, atol=1e-3), painted[-3:, -3:, -1].ravel().tolist()
+    assert (out[~hole] == img[~hole]).all()
+
+
+# Float output of the tiny SD inpaint pipeline (torch 2.13 / diffusers 0.42.1, CPU, 2 PNDM steps).
+PINNED_SD_SLICE = [0.3602, 0.4412, 0.4586, 0.4081, 0.4724, 0.5434, 0.4258, 0.5189, 0.5869]
+
+
+def test_reasoning_builder_quarantines_flagged_candidates_as_nsfw_blank(flagged_sd_dir):
+    from datagen.masking import build_masker
+    from datagen.reasoning import ReasoningBuilder
+    from datagen.schema import ImageRecord, Quarantined
+    from datagen.sources.demo import make_scene
+
+    builder = ReasoningBuilder(build_masker("annotation"), "sd", candidates=2, ops=["recolor"],
+                               editor_options={"model_dir": flagged_sd_dir, "device": "cpu", "steps": 1})
+    scene = make_scene(2, 0)
+    cat = next(i for i in scene.instances if i.category == "cat")
+    items = list(builder(ImageRecord(scene.id, scene.image, [cat], scene.source)))
+    assert items and all(isinstance(i, Quarantined) for i in items)  # no black image reaches review
+    assert any(i.reason == "nsfw_blank" for i in items)
 
 
 def test_sd_unavailable_names_the_option(tmp_path):
@@ -236,6 +380,24 @@ def test_mat_loads_weights_into_checkout_generator(mat):
         saved = pickle.load(f)["G_ema"]
     assert type(mat.G) is type(saved) and mat.G is not saved
     assert all(torch.equal(p, q) for p, q in zip(saved.state_dict().values(), mat.G.state_dict().values()))
+
+
+def test_mat_logs_and_records_which_ops_path_runs(caplog, monkeypatch):
+    import sys
+
+    from datagen.inpainting.mat import custom_ops_path
+
+    with caplog.at_level("INFO", logger="datagen.inpainting.mat"):
+        cpu = build_inpainter("mat", **tiny_models().mat.options(), device="cpu")
+    assert cpu.ops == "reference" and "reference ops" in caplog.text and "ops" not in cpu.settings()
+    cpu.inpaint(noise(64, 64), rect(64, 64, 10, 10, 20, 20))
+    assert cpu.last_run["ops"] == "reference"
+    checkout = tiny_models().mat.checkout
+    with pytest.warns(UserWarning, match="Falling back"):
+        assert custom_ops_path(checkout, "cuda") == "reference"  # the kernels did not build
+    for name in ("bias_act", "upfirdn2d"):
+        monkeypatch.setattr(sys.modules[f"torch_utils.ops.{name}"], "_plugin", object())
+    assert custom_ops_path(checkout, "cuda") == "cuda_ops"
 
 
 def test_mat_unavailable_names_the_option(tmp_path):

@@ -105,23 +105,86 @@ def test_sam_loads_checkpoint_weights(sam):
 def test_sam_batches_boxes_and_matches_public_predict(sam, monkeypatch):
     img, _, box = scene()
     boxes = np.stack([box, [10, 10, 60, 50.0], [100, 20, 150, 110.0]])
-    calls = {"set_image": 0, "predict_torch": 0}
+    calls = {"image_encoder": 0, "mask_decoder": 0}
     for name in calls:
-        real = getattr(sam.predictor, name)
+        module = getattr(sam.predictor.model, name)
 
-        def spy(*args, _real=real, _name=name, **kwargs):
+        def spy(*args, _real=module.forward, _name=name, **kwargs):
             calls[_name] += 1
             return _real(*args, **kwargs)
 
-        monkeypatch.setattr(sam.predictor, name, spy)
+        monkeypatch.setattr(module, "forward", spy)
     out = sam.masks(img, boxes)
-    assert calls == {"set_image": 1, "predict_torch": 1}
+    assert calls == {"image_encoder": 1, "mask_decoder": 1}
     assert out.shape == (3, *img.shape[:2]) and out.dtype == bool
     # Same masks as SAM's documented one-box-at-a-time API.
+    sam.predictor.set_image(img)
     for i, b in enumerate(boxes):
         single, _, _ = sam.predictor.predict(box=b, multimask_output=False)
         assert (single[0] == out[i]).all()
     assert (sam.masks(img, boxes) == out).all()
+
+
+def test_sam_masks_batch_encodes_several_images_at_once(sam, monkeypatch):
+    from datagen.masking import masks_batch
+
+    images = [scene(seed=s)[0] for s in range(3)] + [scene(h=90, w=200, seed=3)[0]]
+    boxes = [scene()[2][None], np.array([[10, 10, 60, 50.0], [40, 30, 120, 90]]), np.zeros((0, 4)),
+             np.array([[5, 5, 150, 80.0]])]
+    single = [sam.masks(i, b) for i, b in zip(images, boxes)]
+    batch_sizes = []
+    real = sam.predictor.model.image_encoder.forward
+    monkeypatch.setattr(sam.predictor.model.image_encoder, "forward",
+                        lambda x: batch_sizes.append(len(x)) or real(x))
+    monkeypatch.setattr(sam, "image_batch", 2)
+    batched = masks_batch(sam, images, boxes)
+    assert batch_sizes == [2, 1]  # the image without boxes is never encoded
+    assert [m.shape for m in batched] == [m.shape for m in single]
+    assert all((a == b).all() for a, b in zip(batched, single))
+
+
+def test_sam_upsamples_only_the_chosen_mask_in_chunks(monkeypatch):
+    """Full-resolution memory is bounded: with multimask, one of the three candidates per box
+    is upsampled, at most MASK_CHUNK masks at a time."""
+    from datagen.masking import sam as sam_module
+
+    multi = build_masker("sam", **tiny_models().sam.options(), device="cpu", multimask=True)
+    img, _, box = scene()
+    boxes = np.stack([box + k for k in range(5)])
+    shapes = []
+    real = multi.predictor.model.postprocess_masks
+    monkeypatch.setattr(multi.predictor.model, "postprocess_masks",
+                        lambda m, i, o: shapes.append(tuple(m.shape)) or real(m, i, o))
+    monkeypatch.setattr(sam_module, "MASK_CHUNK", 2)
+    out = multi.masks(img, boxes)
+    assert [s[:2] for s in shapes] == [(2, 1), (2, 1), (1, 1)]
+    multi.predictor.set_image(img)
+    for i, b in enumerate(boxes):
+        cands, scores, _ = multi.predictor.predict(box=b, multimask_output=True)
+        assert (out[i] == cands[int(np.argmax(scores))]).all()
+
+
+def test_masks_batch_helper_loops_over_backends_without_batching():
+    from datagen.masking import masks_batch
+
+    img, truth, box = scene()
+    masker = build_masker("annotation")
+    assert not hasattr(masker, "masks_batch")
+    out = masks_batch(masker, [img, img[:60]], [box[None], np.zeros((0, 4))], [[truth], []])
+    assert (out[0][0] == truth).all() and out[1].shape == (0, 60, 160)
+    with pytest.raises(ValueError, match="one per image"):
+        masks_batch(masker, [img], [box[None], box[None]])
+
+
+def test_sam_precision_is_recorded_and_half_needs_cuda():
+    import torch
+
+    assert build_masker("sam", **tiny_models().sam.options(), device="cpu").settings()["precision"] == "fp32"
+    if not torch.cuda.is_available():
+        with pytest.raises(BackendUnavailable, match="precision='fp32'"):
+            build_masker("sam", **tiny_models().sam.options(), device="cpu", precision="fp16")
+    with pytest.raises(ValueError, match="precision="):
+        build_masker("sam", **tiny_models().sam.options(), device="cpu", precision="half")
 
 
 def test_sam_multimask_picks_best_iou_and_prefers_annotation(sam):

@@ -8,17 +8,24 @@ same code a user's real checkpoint goes through (``torch.load`` + ``load_state_d
 * ``make_tiny_sam(folder) -> TinySam``: real ``segment_anything.modeling`` classes (ViT 64-dim,
   depth 2, 256 px), state dict saved to ``sam_tiny.pth`` plus ``sam_tiny.json`` (its config).
 * ``make_tiny_lama(folder) -> Path``: a scripted module with LaMa's ``model(image, mask)``
-  interface saved as ``big-lama.pt``.
+  interface and its trainer's wrapping (``img * (1 - mask)`` + mask in, ``mask * pred + (1 - mask)
+  * img`` out), saved as ``big-lama.pt``.
 * ``make_tiny_sd_inpaint(folder) -> Path``: a ``StableDiffusionInpaintPipeline`` (9-channel UNet,
   tiny VAE, tiny CLIP text model, byte-level CLIP tokenizer; native size 64 px) saved with
-  ``save_pretrained``.
-* ``make_fake_mat_checkout(folder) -> TinyCheckout``: ``MAT/`` with ``legacy.py``, ``dnnlib/``
-  and ``networks/mat.py`` (a tiny ``Generator`` with MAT's constructor and call signature that
-  records each call in ``G.calls``) and ``MAT/pretrained/tiny.pkl`` pickled as MAT's are.
+  ``save_pretrained``; ``flag_everything_nsfw=True`` adds a real safety checker that flags every
+  image.
+* ``make_fake_mat_checkout(folder) -> TinyCheckout``: ``MAT/`` with ``legacy.py``, ``dnnlib/``,
+  ``torch_utils/ops`` (custom ops whose CUDA build "fails") and ``networks/mat.py`` (a tiny
+  ``Generator`` with MAT's constructor and call signature that records each call in ``G.calls``)
+  and ``MAT/pretrained/tiny.pkl`` pickled as MAT's are.
 * ``make_fake_pih_checkout(folder) -> TinyCheckout``: ``PIH/model.py`` with a tiny
   ``Model_Composite_PL`` (PIH's constructor, forward signature, ``pl_table``/``gainmap``
-  attributes and ``LUT3D``; records inputs in ``model.calls``) and ``PIH/pretrained/ckpt_g39.pth``
-  saved as PIH's trainer saves it.
+  attributes and ``LUT3D``; asserts the 512 px inputs ``inference.py`` feeds; records inputs in
+  ``model.calls``) and ``PIH/pretrained/ckpt_g39.pth`` saved as ``PIH_train.py``'s ``save_model``
+  saves it (``args`` from a real ``OptionParser``).
+
+What the stand-ins reproduce is upstream's *input handling*; the tests compare our inputs with an
+oracle that repeats upstream's preprocessing (see docs/BACKENDS.md).
 
 ``tiny_models()`` builds all of them once per process in a temporary folder (removed at exit) and
 ``tiny_backend_options(stage, name)`` gives the builder keyword arguments for any registered
@@ -104,8 +111,13 @@ def make_tiny_sam(folder: str | Path, seed: int = 0) -> TinySam:
 # --------------------------------------------------------------------------------------- LaMa
 
 class TinyLama(torch.nn.Module):
-    """LaMa's exported interface: (1x3xHxW in [0,1], 1x1xHxW with 1 = hole) -> 1x3xHxW in [0,1].
-    One stride-2 stage, so like the real network it only accepts padded sizes (multiples of 8)."""
+    """LaMa's exported interface: (Bx3xHxW in [0,1], Bx1xHxW with 1 = hole) -> Bx3xHxW in [0,1].
+
+    The wrapping is LaMa's own ``DefaultInpaintingTrainingModule.forward``
+    (``saicinpainting/training/trainers/default.py``): the generator sees ``img * (1 - mask)``
+    concatenated with ``mask`` and the result is ``mask * predicted + (1 - mask) * img``. One
+    stride-2 stage stands in for the generator, so like the real network it only accepts padded
+    sizes (``bin/predict.py`` pads to multiples of 8)."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -115,8 +127,9 @@ class TinyLama(torch.nn.Module):
     def forward(self, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         assert image.shape[2] % 8 == 0 and image.shape[3] % 8 == 0, "LaMa needs sides that are multiples of 8"
         assert bool(((mask == 0) | (mask == 1)).all()), "LaMa mask must be 0/1"
-        x = torch.cat([image * (1 - mask), mask], dim=1)
-        return torch.sigmoid(self.up(torch.relu(self.down(x))))
+        masked = image * (1 - mask)
+        predicted = torch.sigmoid(self.up(torch.relu(self.down(torch.cat([masked, mask], dim=1)))))
+        return mask * predicted + (1 - mask) * image
 
 
 def make_tiny_lama(folder: str | Path, seed: int = 0) -> Path:
@@ -130,7 +143,7 @@ def make_tiny_lama(folder: str | Path, seed: int = 0) -> Path:
 
 # ----------------------------------------------------------------------------- SD inpainting
 
-def _tiny_clip_tokenizer():
+def tiny_clip_tokenizer():
     """Byte-level CLIP BPE with no merges: every character is a token (offline, ~500 entries)."""
     from tokenizers.pre_tokenizers import ByteLevel
     from transformers import CLIPTokenizer
@@ -144,14 +157,36 @@ def _tiny_clip_tokenizer():
     return CLIPTokenizer(vocab=vocab, merges=[], model_max_length=77)
 
 
-def make_tiny_sd_inpaint(folder: str | Path, seed: int = 0) -> Path:
-    """Save a tiny ``StableDiffusionInpaintPipeline`` to ``folder`` and return it (native 64 px)."""
+def _tiny_safety_checker(flag_everything: bool):
+    """A real ``StableDiffusionSafetyChecker`` on a tiny CLIP vision model, and its feature
+    extractor. ``flag_everything`` sets every concept threshold below any cosine, so each image is
+    flagged (and blacked out) the way the real checker flags an NSFW one."""
+    from diffusers.pipelines.stable_diffusion.safety_checker import StableDiffusionSafetyChecker
+    from transformers import CLIPConfig, CLIPImageProcessor
+
+    config = CLIPConfig(
+        text_config=dict(hidden_size=32, intermediate_size=37, num_attention_heads=4, num_hidden_layers=1),
+        vision_config=dict(hidden_size=32, intermediate_size=37, num_attention_heads=4, num_hidden_layers=1,
+                           image_size=32, patch_size=8),
+        projection_dim=16,
+    )
+    checker = StableDiffusionSafetyChecker(config).eval()
+    if flag_everything:
+        with torch.no_grad():
+            checker.concept_embeds_weights.fill_(-2.0)  # cosine - threshold > 0 for every concept
+    extractor = CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
+    return checker, extractor
+
+
+def make_tiny_sd_inpaint(folder: str | Path, seed: int = 0, *, flag_everything_nsfw: bool = False) -> Path:
+    """Save a tiny ``StableDiffusionInpaintPipeline`` to ``folder`` and return it (native 64 px).
+    ``flag_everything_nsfw``: include a safety checker that flags every image."""
     from diffusers import AutoencoderKL, PNDMScheduler, StableDiffusionInpaintPipeline, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
     folder = Path(folder)
     _seeded(seed)
-    tokenizer = _tiny_clip_tokenizer()
+    tokenizer = tiny_clip_tokenizer()
     text_encoder = CLIPTextModel(CLIPTextConfig(
         vocab_size=len(tokenizer), hidden_size=32, intermediate_size=37, num_attention_heads=4,
         num_hidden_layers=2, max_position_embeddings=77, bos_token_id=0, eos_token_id=1, pad_token_id=1,
@@ -166,16 +201,34 @@ def make_tiny_sd_inpaint(folder: str | Path, seed: int = 0) -> Path:
         down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
         up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"), sample_size=64,
     )
+    checker, extractor = _tiny_safety_checker(True) if flag_everything_nsfw else (None, None)
     pipe = StableDiffusionInpaintPipeline(
         vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
-        scheduler=PNDMScheduler(skip_prk_steps=True, steps_offset=1), safety_checker=None, feature_extractor=None,
-        requires_safety_checker=False,
+        scheduler=PNDMScheduler(skip_prk_steps=True, steps_offset=1), safety_checker=checker,
+        feature_extractor=extractor, requires_safety_checker=flag_everything_nsfw,
     )
     pipe.save_pretrained(folder)
     return folder
 
 
 # ---------------------------------------------------------------------------------------- MAT
+
+_MAT_CUSTOM_OP = '''
+    """Stand-in for one of MAT's torch_utils/ops modules (StyleGAN2-ADA's): ``_init()`` tries to
+    build the CUDA plugin once and returns whether it loaded; on failure it warns and the op falls
+    back to its reference implementation. Here no plugin is ever built."""
+    import warnings
+
+    _inited = False
+    _plugin = None
+
+    def _init():
+        global _inited
+        if not _inited:
+            _inited = True
+            warnings.warn("Failed to build CUDA kernels. Falling back to slow reference implementation.")
+        return _plugin is not None
+'''
 
 _MAT_FILES = {
     "dnnlib/__init__.py": "from . import util  # noqa: F401\n",
@@ -197,6 +250,10 @@ _MAT_FILES = {
                 assert isinstance(data[key], torch.nn.Module), key
             return data
     ''',
+    "torch_utils/__init__.py": "",
+    "torch_utils/ops/__init__.py": "",
+    "torch_utils/ops/bias_act.py": _MAT_CUSTOM_OP,
+    "torch_utils/ops/upfirdn2d.py": _MAT_CUSTOM_OP,
     "networks/__init__.py": "",
     "networks/mat.py": '''
         """Stand-in for MAT's networks/mat.py: the Generator's constructor and call signature.
@@ -303,6 +360,8 @@ _PIH_MODEL = '''
 
         def forward(self, background, input_image, input_mask):
             b = input_image.shape[0]
+            assert input_image.shape[-2:] == (512, 512) and input_mask.shape[1] == 1, "inference.py feeds 512x512"
+            assert 0 <= float(input_mask.min()) and float(input_mask.max()) <= 1, "mask is ToTensor of an L image"
             x = torch.cat((input_image, background, input_mask), 1)
             curves = torch.sigmoid(self.PL(x)).reshape(b, 3, self.dim)
             d = self.dim
@@ -322,9 +381,29 @@ _PIH_MODEL = '''
 '''
 
 
+def pih_training_options(argv: list[str] | None = None) -> optparse.Values:
+    """What ``PIH_train.py`` pickles as ``args``: the ``optparse.Values`` its ``OptionParser``
+    returns -- strings, ints, floats, ``True`` and ``None`` (flags not given). A few of its real
+    options with their real types and defaults stand in for the full list."""
+    parser = optparse.OptionParser()
+    parser.add_option("--datadir", "--dd")
+    parser.add_option("-g", "--gpu_id", dest="gpu_id", type="int")
+    parser.add_option("--learning-rate", "--lr", default=1e-5, type="float")
+    parser.add_option("--batchsize", "--bs", dest="batchsize", default=4, type="int")
+    parser.add_option("--pl-dim", default=32, type="int")
+    parser.add_option("--maskoffset", default=0.5, type="float")
+    for flag in ("--masking", "--brush", "--swap", "--onlyupsample", "--aggupsample", "--onlysaveg", "--lightmodel"):
+        parser.add_option(flag, action="store_true")
+    parser.add_option("--maskingcp")
+    options, _ = parser.parse_args(argv if argv is not None else [
+        "--datadir", "/data/iHarmony4", "--masking", "--brush", "--maskoffset", "0.6", "--swap", "--onlyupsample",
+        "--aggupsample", "--onlysaveg", "--bs", "8"])
+    return options
+
+
 def make_fake_pih_checkout(folder: str | Path, seed: int = 0) -> TinyCheckout:
-    """``folder/PIH`` stand-in checkout + ``pretrained/ckpt_g39.pth`` saved the way PIH_train.py
-    saves it: ``{"epoch", "state_dict", "args": optparse.Values}``."""
+    """``folder/PIH`` stand-in checkout + ``pretrained/ckpt_g39.pth`` saved the way PIH_train.py's
+    ``save_model`` saves it with ``--onlysaveg``: ``{"epoch", "state_dict", "args": optparse.Values}``."""
     root = Path(folder) / "PIH"
     _write_files(root, {"model.py": _PIH_MODEL})
     model_module = import_from_checkout(root, "model", backend="pih", option="checkout", owns=PIH_MODULES)
@@ -332,8 +411,7 @@ def make_fake_pih_checkout(folder: str | Path, seed: int = 0) -> TinyCheckout:
     model = model_module.Model_Composite_PL(**PIH_INFERENCE_KWARGS, light=False, Eff_bool=False)
     ckpt = root / "pretrained" / "ckpt_g39.pth"
     ckpt.parent.mkdir(exist_ok=True)
-    torch.save({"epoch": 39, "state_dict": model.state_dict(),
-                "args": optparse.Values({"onlysaveg": True, "lr": 1e-4, "dim": 32})}, ckpt)
+    torch.save({"epoch": 39, "state_dict": model.state_dict(), "args": pih_training_options()}, ckpt)
     return TinyCheckout(root, ckpt)
 
 

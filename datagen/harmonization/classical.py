@@ -48,10 +48,11 @@ class ClassicalHarmonizer:
         self.color, self.blend, self.strength = color, blend, float(strength)
         self.ring, self.band, self.feather = max(1, int(ring)), max(1, int(band)), max(1, int(feather))
 
-    def harmonize(self, composite: np.ndarray, fg_mask: np.ndarray, *,
-                  background: np.ndarray | None = None) -> np.ndarray:
+    def harmonize(self, composite: np.ndarray, fg_mask: np.ndarray, *, background: np.ndarray | None = None,
+                  alpha: np.ndarray | None = None) -> np.ndarray:
         """composite HxWx3 uint8 RGB, fg_mask HxW bool -> HxWx3 uint8. Changes only the
-        foreground (plus ``band`` px around it with Poisson blending)."""
+        foreground (plus ``band`` px around it with Poisson blending). ``alpha`` (the paste's
+        soft alpha) is not used: the blend derives its own feather from ``fg_mask``."""
         check_inputs(composite, fg_mask, background)
         if not fg_mask.any() or fg_mask.all():
             return composite.copy()

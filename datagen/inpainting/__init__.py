@@ -11,31 +11,44 @@ Protocol (``Inpainter``)::
   for bit (a learned model's VAE/resampling round trip never leaks into the background).
 * ``last_run``: a dict describing the latest call (seed, prompt, window...) for provenance.
 
+Batches across records: ``inpaint_batch(inpainter, images, holes, prompts=None, seeds=None)``
+(module level) calls the backend's ``inpainter.inpaint_batch`` when it has one (``lama``: several
+hole crops of one size in one forward pass; ``sd``: the candidates of one case in one pipeline
+call) and loops over ``inpaint`` otherwise; either way item ``i`` equals
+``inpaint(images[i], holes[i], prompt=prompts[i], seed=seeds[i])``.
+
 Backends (``build_inpainter(name, **options)``):
 
 * ``opencv`` -- Telea / Navier-Stokes (CPU, no weights). Options: ``method="telea"|"ns"``,
   ``radius=5``, ``dilate=3``.
 * ``lama`` -- TorchScript ``big-lama.pt``. Options: ``checkpoint`` (required), ``device=None``,
-  ``dilate=0``.
+  ``dilate=0``, ``crop_trigger=1024`` (images whose longer side exceeds this are inpainted in a
+  window around the hole), ``crop_margin=128`` (context px around the hole in that window),
+  ``batch_size=8`` (crops per forward pass in ``inpaint_batch``), ``precision=None``.
 * ``sd`` -- diffusers Stable-Diffusion inpainting from a local folder. Options: ``model_dir``
   (required), ``device=None``, ``steps=30``, ``guidance=7.5``, ``resolution=None`` (the model's
   native size), ``context=0.5``, ``dilate=0``, ``removal_prompt="background"``,
-  ``removal_negative_prompt=...``, ``negative_prompt=None``, ``dtype=None`` ("float16"/"float32").
+  ``removal_negative_prompt=...``, ``negative_prompt=None``, ``precision=None`` (fp16 on CUDA,
+  fp32 on CPU; the pipeline is loaded in that dtype), ``batch_size=4`` (items per pipeline call
+  in ``inpaint_batch``).
 * ``mat`` -- MAT from a checkout + ``.pkl``. Options: ``checkout`` and ``checkpoint`` (required),
-  ``device=None``, ``context=64``, ``truncation_psi=1.0``, ``dilate=0``.
+  ``device=None``, ``context=64``, ``truncation_psi=1.0``, ``dilate=0``, ``precision=None``.
+
+``precision``: "fp32" / "fp16" / "bf16" (half precisions need CUDA; asking for one on a CPU is an
+error), recorded in ``settings()``.
 
 ``dilate`` grows the hole the model is *given* by that many pixels, so the fill is not seeded
 from the object's anti-aliased fringe; the output still changes only the caller's ``hole``.
 """
 from __future__ import annotations
 
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
 from datagen.backends import BackendUnavailable, Registry, check_mask, check_rgb
 
-__all__ = ["Inpainter", "INPAINTERS", "build_inpainter", "BackendUnavailable", "check_inputs",
+__all__ = ["Inpainter", "INPAINTERS", "build_inpainter", "inpaint_batch", "BackendUnavailable", "check_inputs",
            "paste_hole", "grow"]
 
 
@@ -83,6 +96,23 @@ def _build_mat(**options: Any) -> Inpainter:
 def build_inpainter(name: str, **options: Any) -> Inpainter:
     """Build the inpainting backend ``name`` (see the module docstring for its options)."""
     return INPAINTERS.build(name, **options)
+
+
+def inpaint_batch(inpainter: Inpainter, images: Sequence[np.ndarray], holes: Sequence[np.ndarray], *,
+                  prompts: Sequence[str | None] | None = None, seeds: Sequence[int] | None = None) -> list[np.ndarray]:
+    """Inpaint several (image, hole) pairs: ``images`` B x (HxWx3 uint8), ``holes`` B x (HxW bool),
+    ``prompts`` None or B entries, ``seeds`` None (all 0) or B ints -> B x (HxWx3 uint8).
+
+    Uses ``inpainter.inpaint_batch`` when the backend batches, else one ``inpaint`` call each."""
+    prompts = list(prompts) if prompts is not None else [None] * len(images)
+    seeds = [int(s) for s in seeds] if seeds is not None else [0] * len(images)
+    if not len(images) == len(holes) == len(prompts) == len(seeds):
+        raise ValueError(f"inpaint_batch got {len(images)} images, {len(holes)} holes, {len(prompts)} prompts and "
+                         f"{len(seeds)} seeds; pass one of each per item")
+    batched = getattr(inpainter, "inpaint_batch", None)
+    if batched is not None:
+        return list(batched(list(images), list(holes), prompts=prompts, seeds=seeds))
+    return [inpainter.inpaint(i, h, prompt=p, seed=s) for i, h, p, s in zip(images, holes, prompts, seeds)]
 
 
 def check_inputs(image: Any, hole: Any) -> None:

@@ -10,6 +10,11 @@ Protocol (``Masker``)::
 * returns one HxW bool mask per box (True = object). A row may be all False when a segmenter
   finds nothing in its box; callers count that as a skip (``empty_mask``), never crash on it.
 
+Batches across records: ``masks_batch(masker, images, boxes, annotated=None)`` (module level)
+calls the backend's own ``masker.masks_batch(images, boxes, annotated)`` when it has one (``sam``
+encodes several images in one forward pass) and loops over ``masks`` otherwise; either way the
+result equals calling ``masks`` per image.
+
 Backends (``build_masker(name, **options)``):
 
 * ``annotation`` -- the catalog's own masks; a missing one is an error. No options.
@@ -17,7 +22,9 @@ Backends (``build_masker(name, **options)``):
   Options: ``iterations=5``, ``margin=0.25``, ``prefer_annotated=True``.
 * ``sam`` -- segment-anything from a local checkpoint. Options: ``checkpoint`` (path, required),
   ``model_type="vit_h"|"vit_l"|"vit_b"|"custom"``, ``sam_config`` (dict or JSON path, only with
-  ``custom``), ``device=None``, ``multimask=False``, ``prefer_annotated=False``.
+  ``custom``), ``device=None``, ``multimask=False``, ``prefer_annotated=False``,
+  ``precision=None`` ("fp32"/"fp16"/"bf16"; fp32 unless asked, CUDA only for half),
+  ``image_batch=4`` (images per encoder pass in ``masks_batch``).
 """
 from __future__ import annotations
 
@@ -27,7 +34,7 @@ import numpy as np
 
 from datagen.backends import BackendUnavailable, Registry
 
-__all__ = ["Masker", "MASKERS", "build_masker", "check_boxes", "BackendUnavailable"]
+__all__ = ["Masker", "MASKERS", "build_masker", "masks_batch", "check_boxes", "BackendUnavailable"]
 
 
 @runtime_checkable
@@ -68,6 +75,23 @@ def _build_sam(**options: Any) -> Masker:
 def build_masker(name: str, **options: Any) -> Masker:
     """Build the masking backend ``name`` (see the module docstring for its options)."""
     return MASKERS.build(name, **options)
+
+
+def masks_batch(masker: Masker, images: Sequence[np.ndarray], boxes: Sequence[np.ndarray],
+                annotated: Sequence[Sequence[np.ndarray | None] | None] | None = None) -> list[np.ndarray]:
+    """Masks for several images: ``images`` B x (HxWx3 uint8), ``boxes`` B x (Nx4 float XYXY),
+    ``annotated`` None or B entries (each None or N optional HxW bool masks) -> B x (NxHxW bool).
+
+    Uses ``masker.masks_batch`` when the backend batches across images, else one ``masks`` call
+    per image."""
+    if len(boxes) != len(images) or (annotated is not None and len(annotated) != len(images)):
+        raise ValueError(f"masks_batch got {len(images)} images, {len(boxes)} box arrays and "
+                         f"{'no' if annotated is None else len(annotated)} annotation lists; pass one per image")
+    per_image = list(annotated) if annotated is not None else [None] * len(images)
+    batched = getattr(masker, "masks_batch", None)
+    if batched is not None:
+        return list(batched(list(images), list(boxes), per_image))
+    return [masker.masks(image, b, a) for image, b, a in zip(images, boxes, per_image)]
 
 
 def check_masker_inputs(image: Any, boxes: Any, annotated: Sequence[np.ndarray | None] | None

@@ -178,7 +178,7 @@ class ClassicalEditor:
             pasted = paste(y1, donor.rgb, donor.mask, req.box, feather_px=self.feather_px, keep_out=req.keep_out)
         except CompositingError as exc:
             raise EditFailed(exc.reason, exc.detail) from exc
-        y4 = self.harmonizer.harmonize(pasted.image, pasted.mask, background=y1)
+        y4 = self.harmonizer.harmonize(pasted.image, pasted.mask, background=y1, alpha=pasted.alpha)
         edit = hole | (dilate(pasted.mask, self.harmonize_band_px) & ~req.keep_out)
         info = {"inpainter": _backend_info(self.inpainter), "harmonizer": _backend_info(self.harmonizer),
                 "donor": {"index": donor.index, "category": donor.category, "fingerprint": donor.fingerprint}}
@@ -228,6 +228,8 @@ class SdEditor:
         prompt = self.prompt(req)
         tgt = self.inpainter.inpaint(req.image, region, prompt=prompt, seed=seed)
         info = {"prompt": prompt, "seed": int(seed), **dict(getattr(self.inpainter, "last_run", {}) or {})}
+        if info.get("nsfw"):  # the safety checker blacked the result out: nothing to review
+            raise EditFailed("nsfw_blank", f"the safety checker flagged the {req.op} of the {req.noun} (seed {seed})")
         return EditResult(restrict(tgt, req.image, region), region, req.values[0] if req.values else None, info=info)
 
     def settings(self) -> dict:

@@ -278,7 +278,7 @@ class UnderstandingBuilder:
             return self._skip(record, inst, "donor_too_small",
                               f"donor {donor.category} would be enlarged {pasted.placement.scale:.1f}x "
                               f"(> {self.max_upscale}x)", "replace")
-        y4 = self.harmonizer.harmonize(pasted.image, pasted.mask, background=rm.y1)
+        y4 = self.harmonizer.harmonize(pasted.image, pasted.mask, background=rm.y1, alpha=pasted.alpha)
         # The harmonizer may blend a thin band around the object (Poisson); that band joins the
         # edit mask, minus the other instances, and anything it changed beyond is discarded so
         # the mask stays the whole truth about what changed.
