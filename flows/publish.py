@@ -24,7 +24,7 @@ def publish_approved(queue: str, blobs: str | None, out: str, name: str, manifes
     from datagen.reasoning.queue import open_queue
     from datagen.review.publish import publish_reviewed as publish
 
-    store = open_queue(queue, blob_dir=blobs)
+    store = open_queue(queue, blob_dir=blobs, create=False)  # a mistyped queue is an error
     try:
         result = publish(store, out, name, manifest_dir, prefix=prefix, maxcount=maxcount, image_format=image_format)
     finally:

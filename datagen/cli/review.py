@@ -52,10 +52,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from datagen.review import open_store
+    from datagen.review import QueueMissing, open_store
 
     lease = getattr(args, "lease_seconds", 300.0)
-    store = open_store(args.db, blob_dir=args.blobs, lease_seconds=lease)
+    try:
+        # Only the commands that fill a queue create one: a mistyped --db is an error here.
+        store = open_store(args.db, blob_dir=args.blobs, lease_seconds=lease, create=False)
+    except QueueMissing as exc:
+        print(f"error: --db: {exc.detail}", file=sys.stderr)
+        return 2
     try:
         return {"serve": _serve, "add-reviewer": _add_reviewer, "export": _export,
                 "stats": _stats}[args.review_command](store, args)

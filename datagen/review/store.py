@@ -269,19 +269,31 @@ class ReviewStore(QueueReads):
             self._audit(tx, self.clock(), reviewer, "clear-skips", None, {"count": n})
         return n
 
-    def undo(self, reviewer: str) -> dict | None:
-        """Withdraw the reviewer's latest decision and re-open its item; None if there is none
-        (within ``undo_window_s``). The item is leased back to them unless someone else holds it."""
+    def undo(self, reviewer: str, decision_id: int | None = None) -> dict | None:
+        """Withdraw one of the reviewer's decisions (their latest, or ``decision_id`` from their
+        history) and re-open its item; None if there is no such active decision within
+        ``undo_window_s``. The item is leased back to them unless someone else holds it.
+
+        Refused (``QueueError`` code ``published``) once a publish run has taken the item: from
+        that moment it may be in a published dataset, and the queue must keep saying what the
+        dataset says.
+        """
         now = self.clock()
         with self.db.write() as tx:
             last = tx.one("SELECT id, item_id, verdict FROM decisions WHERE reviewer = ? AND undone_at IS NULL "
-                          "AND at >= ? ORDER BY id DESC LIMIT 1", (reviewer, now - self.undo_window_s))
+                          "AND at >= ?" + (" AND id = ?" if decision_id is not None else "")
+                          + " ORDER BY id DESC LIMIT 1",
+                          (reviewer, now - self.undo_window_s)
+                          + ((int(decision_id),) if decision_id is not None else ()))
             if last is None:
                 return None
             decision_id, item_id, verdict = last
             item = self._lock_item(tx, item_id)
             if item[5] is not None:
                 raise QueueError("published", "this item is already published and cannot be re-opened")
+            if item[6] is not None:
+                raise QueueError("published", "a publish run has taken this item (it is being written to a "
+                                 "published dataset), so it can no longer be re-opened")
             tx.run("UPDATE decisions SET undone_at = ? WHERE id = ?", (now, decision_id))
             # Hand the item back to the reviewer, releasing whatever they held before, unless
             # another reviewer holds it right now (two holders is what leases exist to prevent).
@@ -312,8 +324,10 @@ class ReviewStore(QueueReads):
         return {"item_id": item_id, "status": status}
 
     def _lock_item(self, tx, item_id: int) -> tuple:
-        """(id, status, required, lease_reviewer, lease_until, published_at), row-locked on Postgres."""
-        row = tx.one("SELECT id, status, required, lease_reviewer, lease_until, published_at FROM items "
+        """(id, status, required, lease_reviewer, lease_until, published_at, publish_claimed_at),
+        row-locked on Postgres."""
+        row = tx.one("SELECT id, status, required, lease_reviewer, lease_until, published_at, "
+                     "publish_claimed_at FROM items "
                      f"WHERE id = ?{self.db.for_update}", (int(item_id),))
         if row is None:
             raise NotFound("no_item", f"no item {item_id}")
@@ -328,12 +342,30 @@ class ReviewStore(QueueReads):
         tx.run("INSERT INTO audit (at, actor, action, item_id, detail) VALUES (?, ?, ?, ?, ?)",
                (at, actor, action, item_id, json.dumps(detail, sort_keys=True)))
 
+    # -- publishing ---------------------------------------------------------------------------
+    def claim_for_publish(self, run: str) -> list[int]:
+        """Take every approved, unpublished item for publish run ``run``; returns their ids in
+        queue order. Committed (fsync) before the caller writes any of them to a shard, and from
+        then on ``undo`` refuses them, so an item in a shard can never be re-opened and rejected.
+        Items that a run killed before ``mark_published`` had taken are taken again. One publisher
+        per queue at a time (as per data folder and prefix).
+        """
+        now = self.clock()
+        with self.db.write() as tx:
+            rows = tx.all("UPDATE items SET publish_run = ?, publish_claimed_at = COALESCE(publish_claimed_at, ?) "
+                          "WHERE status = 'approved' AND published_at IS NULL RETURNING id", (run, now))
+            ids = sorted(r[0] for r in rows)
+            if ids:
+                self._audit(tx, now, "publish", "publish-claim", None, {"run": run, "items": len(ids)})
+        return ids
+
     def mark_published(self, item_ids: Iterable[int], actor: str = "publish") -> None:
+        """Record that ``item_ids`` are committed in a dataset's shards (after the shards commit)."""
         now = self.clock()
         with self.db.write() as tx:
             for item_id in item_ids:
-                if tx.run("UPDATE items SET published_at = ? WHERE id = ? AND published_at IS NULL",
-                          (now, item_id)):
+                if tx.run("UPDATE items SET published_at = ?, publish_claimed_at = COALESCE(publish_claimed_at, ?) "
+                          "WHERE id = ? AND published_at IS NULL", (now, now, item_id)):
                     self._audit(tx, now, actor, "publish", item_id, {})
 
 
@@ -348,15 +380,18 @@ def _chunked_in(tx, sql: str, values: list, size: int = 500) -> list[tuple]:
 
 def open_store(url: str | Path, *, blob_dir: str | Path | None = None, lease_seconds: float = 300.0,
                undo_window_s: float = 3600.0, reviews_per_item: int | None = None,
-               agreement: str | None = None) -> ReviewStore:
+               agreement: str | None = None, create: bool = True) -> ReviewStore:
     """Open (creating if needed) a review queue.
+
+    ``create=False``: a queue that does not exist is an error (``QueueMissing``), for commands
+    that only read or serve a queue, so a mistyped path is not taken for a new, empty queue.
 
     ``url``: ``sqlite:///path/queue.db`` or a plain path (SQLite, WAL) or ``postgresql://...``.
     ``blob_dir``: where images live; remembered in the database. Defaults to ``blobs/`` beside
     a SQLite file; a Postgres queue needs it once, when candidates are first added (then every process
     finds it there).
     """
-    db = Database(url)
+    db = Database(url, create=create)
     with db.read() as tx:
         row = tx.one("SELECT value FROM settings WHERE name = 'blob_dir'")
     # A SQLite queue folder may have been moved or copied: then its own blobs/ wins over the

@@ -46,3 +46,16 @@ def test_review_commands_end_to_end(tmp_path, capsys):
     assert main(args) == 0
     assert "published 0 newly approved" in capsys.readouterr().out
     store.close()
+
+
+def test_a_mistyped_queue_path_is_an_error_not_a_new_queue(tmp_path, capsys):
+    missing = tmp_path / "nope" / "queue.db"
+    commands = [["review", "serve", "--db", str(missing)], ["review", "add-reviewer", "ann", "--db", str(missing)],
+                ["review", "export", "--db", f"sqlite:///{missing}"], ["review", "stats", "--db", str(missing)],
+                ["publish-reviewed", "--db", str(missing), "--out", str(tmp_path / "data"), "--name", "r",
+                 "--manifests", str(tmp_path / "manifests")]]
+    for argv in commands:
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("error: --db: no review queue at") and str(missing) in err and "\n" not in err
+    assert not missing.parent.exists() and not (tmp_path / "data").exists()
