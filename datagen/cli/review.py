@@ -37,6 +37,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     serve.add_argument("--agreement", choices=("unanimous", "majority"), default=None,
                        help="how several reviews combine into a status (stored in the queue)")
     serve.add_argument("--secure-cookie", action="store_true", help="HTTPS-only sign-in cookie (behind a TLS proxy)")
+    serve.add_argument("--sign-in-failures", type=int, default=20,
+                       help="failed sign-ins per client address and minute before it is answered 429 (default 20)")
 
     add = with_db(sub.add_parser("add-reviewer", help="create a reviewer (or renew their token) and print the token"))
     add.add_argument("name")
@@ -79,7 +81,11 @@ def _serve(store, args) -> int:
               "and pass --secure-cookie", file=sys.stderr)
     print(f"review queue {args.db}: open http://{args.host}:{args.port}/ and sign in with a token from "
           "'python -m datagen review add-reviewer NAME'", flush=True)
-    uvicorn.run(create_app(store, secure_cookie=args.secure_cookie), host=args.host, port=args.port,
+    if args.sign_in_failures < 1:
+        print(f"error: --sign-in-failures must be at least 1, got {args.sign_in_failures}", file=sys.stderr)
+        return 2
+    app = create_app(store, secure_cookie=args.secure_cookie, sign_in_failures=args.sign_in_failures)
+    uvicorn.run(app, host=args.host, port=args.port,
                 log_level="warning", access_log=False)
     return 0
 

@@ -33,7 +33,7 @@ from .db import Database, is_postgres_url, sqlite_path
 from .errors import NotFound, QueueError
 from .outline import outline_png
 from .reads import QueueReads
-from .records import ITEM_COLUMNS, agreement_status, item_view
+from .records import ITEM_COLUMNS, agreement_status, check_decision, item_view
 
 VERDICTS = ("approve", "reject")
 AGREEMENT_RULES = ("unanimous", "majority")
@@ -206,15 +206,21 @@ class ReviewStore(QueueReads):
                 (row[2], row[2], row[0], row[0]))
         return item_view(row, case_size=size, case_index=before + 1, reviews_done=done)
 
-    def decide(self, item_id: int, reviewer: str, verdict: str) -> dict:
+    def decide(self, item_id: int, reviewer: str, verdict: str, *, reason: str | None = None,
+               note: str | None = None, struck: Iterable[int] = (), require_lease: bool = False) -> dict:
         """Record ``verdict`` (approve / reject) by ``reviewer``; returns the item's new status.
 
+        ``reason``: a ``REJECT_REASONS`` key (rejections only); ``note``: a free-text comment;
+        ``struck``: indexes into the item's ``paraphrases`` that this reviewer strikes (struck
+        ones are not published). ``require_lease``: the reviewer must hold the item's lease (the
+        web app always asks for this; rules and scripts deciding in bulk need not).
+
         Raises ``NotFound``, or ``QueueError`` with code ``lease_lost`` (another reviewer holds
-        it now), ``closed`` (already decided by others) or ``already_decided`` (this reviewer
-        gave the other verdict; undo first).
+        it now), ``not_leased`` (``require_lease`` and the item is not leased to this reviewer),
+        ``closed`` (already decided by others), ``already_decided`` (this reviewer gave the other
+        verdict; undo first) or ``bad_decision`` (an unknown verdict, reason or paraphrase index).
         """
-        if verdict not in VERDICTS:
-            raise QueueError("bad_verdict", f"verdict must be one of {VERDICTS}, got {verdict!r}")
+        reason, note, struck_json = check_decision(verdict, reason, note, struck)
         now = self.clock()
         with self.db.write() as tx:
             # One round trip for everything the decision depends on (it matters on Postgres).
@@ -237,18 +243,35 @@ class ReviewStore(QueueReads):
                 return {"item_id": item_id, "status": status, "verdict": verdict, "repeated": True}
             if status != "pending":
                 raise QueueError("closed", f"this item is already {status}")
-            if holder not in (None, reviewer) and lease_until is not None and lease_until >= now:
-                raise QueueError("lease_lost", "your lease ran out and another reviewer has this item now")
+            held_by_other = holder not in (None, reviewer) and lease_until is not None and lease_until >= now
+            if held_by_other:
+                raise QueueError("lease_lost", "this item is held by another reviewer now (if it was yours, "
+                                 "your lease ran out and it was handed on)")
+            if require_lease and holder != reviewer:
+                # Nobody else holds it either; an expired lease of the same reviewer still counts.
+                raise QueueError("not_leased", "this item is not leased to you: it was never handed to you "
+                                 "or you passed it on; take items from /api/next")
+            if struck_json != "[]":
+                self._check_struck(tx, item_id, json.loads(struck_json))
             verdicts = ["approve"] * approvals + ["reject"] * rejections + [verdict]
             new_status = agreement_status(verdicts, required, rule or DEFAULTS["agreement"])
-            tx.run("INSERT INTO decisions (item_id, reviewer, verdict, at) VALUES (?, ?, ?, ?)",
-                   (item_id, reviewer, verdict, now))
+            tx.run("INSERT INTO decisions (item_id, reviewer, verdict, at, reason, note, struck) "
+                   "VALUES (?, ?, ?, ?, ?, ?, ?)", (item_id, reviewer, verdict, now, reason, note, struck_json))
             tx.run("UPDATE items SET status = ?, lease_reviewer = NULL, lease_until = NULL, decided_at = ? "
                    "WHERE id = ?", (new_status, now if new_status != "pending" else None, item_id))
             if skipped:
                 tx.run("DELETE FROM skips WHERE item_id = ? AND reviewer = ?", (item_id, reviewer))
-            self._audit(tx, now, reviewer, verdict, item_id, {"status": new_status})
+            detail = {"status": new_status, **({"reason": reason} if reason else {})}
+            self._audit(tx, now, reviewer, verdict, item_id, detail)
         return {"item_id": item_id, "status": new_status, "verdict": verdict, "repeated": False}
+
+    @staticmethod
+    def _check_struck(tx, item_id: int, struck: list[int]) -> None:
+        meta = json.loads(tx.one("SELECT meta FROM items WHERE id = ?", (int(item_id),))[0])
+        count = len(meta.get("paraphrases") or [])
+        if max(struck) >= count:
+            raise QueueError("bad_decision", f"struck paraphrase {max(struck)} does not exist: this item has "
+                             f"{count} paraphrase(s), numbered from 0")
 
     def skip(self, item_id: int, reviewer: str) -> None:
         """Pass on an item: release it and do not offer it to this reviewer again (until

@@ -27,7 +27,8 @@ def test_review_commands_end_to_end(tmp_path, capsys):
     assert main(["review", "export", "--db", db, "-o", str(out)]) == 0
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(rows) == 5 and [r["status"] for r in rows].count("approved") == 2
-    assert rows[1]["decisions"] == [{"reviewer": "ann", "verdict": "reject", "at": rows[1]["decisions"][0]["at"]}]
+    assert rows[1]["decisions"] == [{"reviewer": "ann", "verdict": "reject", "at": rows[1]["decisions"][0]["at"],
+                                     "reason": None, "note": None, "struck": []}]
     assert main(["review", "export", "--db", db, "--status", "approved"]) == 0
     assert len(capsys.readouterr().out.splitlines()) == 2
     assert main(["review", "export", "--db", db, "--audit"]) == 0

@@ -4,10 +4,18 @@
 
 const $ = (id) => document.getElementById(id);
 const HEARTBEAT_MS = 60_000;  // re-ask /api/next to renew the lease while the reviewer looks
-const state = {item: null, busy: false, outline: localStorage.getItem("review.outline") !== "off"};
+const state = {item: null, busy: false, csrf: "", outline: localStorage.getItem("review.outline") !== "off"};
 
-async function api(method, path) {
-  const response = await fetch(path, {method, headers: {Accept: "application/json"}, credentials: "same-origin"});
+// Every change is a JSON POST carrying the session's CSRF token (the server refuses anything else).
+async function api(method, path, payload) {
+  const headers = {Accept: "application/json"};
+  const options = {method, headers, credentials: "same-origin"};
+  if (method !== "GET") {
+    headers["Content-Type"] = "application/json";
+    headers["X-CSRF-Token"] = state.csrf;
+    options.body = JSON.stringify(payload || {});
+  }
+  const response = await fetch(path, options);
   if (response.status === 401) {
     location.replace("/login");
     throw new Error("signed out");
@@ -176,7 +184,7 @@ $("revisit").addEventListener("click", async () => {
 });
 
 $("signout").addEventListener("click", async () => {
-  await fetch("/api/logout", {method: "POST"});
+  await api("POST", "/api/logout");
   location.replace("/login");
 });
 
@@ -193,6 +201,7 @@ setInterval(async () => {
   applyOutline();
   const {body} = await api("GET", "/api/me");
   $("who").textContent = body.name + (body.admin ? " (admin)" : "");
+  state.csrf = body.csrf || "";
   await loadNext();
   await refreshSide();
   document.body.dataset.ready = "1";
