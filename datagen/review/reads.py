@@ -38,11 +38,12 @@ class QueueReads:
     def history(self, reviewer: str, limit: int = 10) -> list[dict]:
         """This reviewer's latest decisions, newest first (withdrawn ones flagged ``undone``)."""
         with self.db.read() as tx:
-            rows = tx.all("SELECT d.id, d.item_id, d.verdict, d.at, d.undone_at, i.instruction, i.status, i.tgt "
+            rows = tx.all("SELECT d.id, d.item_id, d.verdict, d.at, d.undone_at, i.instruction, i.status, i.tgt, "
+                          "d.reason "
                           "FROM decisions d JOIN items i ON i.id = d.item_id WHERE d.reviewer = ? "
                           "ORDER BY d.id DESC LIMIT ?", (reviewer, int(limit)))
         return [{"decision_id": r[0], "item_id": r[1], "verdict": r[2], "at": r[3], "undone": r[4] is not None,
-                 "instruction": r[5], "status": r[6], "thumb": r[7]} for r in rows]
+                 "instruction": r[5], "status": r[6], "thumb": r[7], "reason": r[8]} for r in rows]
 
     def item(self, item_id: int) -> dict:
         """One item as the web app shows it (no other reviewer's verdicts)."""
