@@ -95,18 +95,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clients", type=int, default=20)
     parser.add_argument("--backend", choices=("sqlite", "postgres", "both"), default="both")
     args = parser.parse_args(argv)
+    results = {}
     with tempfile.TemporaryDirectory(prefix="bench-review-") as tmp:
         tmp = Path(tmp)
         if args.backend in ("sqlite", "both"):
-            r = run_backend(str(tmp / "sqlite" / "queue.db"), tmp / "sqlite" / "blobs", args.items, args.clients)
+            r = results["sqlite"] = run_backend(str(tmp / "sqlite" / "queue.db"), tmp / "sqlite" / "blobs",
+                                                args.items, args.clients)
             report("SQLite (WAL, synchronous=FULL)", r, args.items, args.clients)
         if args.backend in ("postgres", "both"):
             if find_postgres_bin() is None:
                 print("\nPostgreSQL: skipped, no initdb/postgres binaries (apt-get install -y postgresql)")
             else:
                 with temporary_postgres() as url:
-                    r = run_backend(url, tmp / "pg-blobs", args.items, args.clients)
+                    r = results["postgres"] = run_backend(url, tmp / "pg-blobs", args.items, args.clients)
                 report("PostgreSQL (loopback, fsync on)", r, args.items, args.clients)
+    if len(results) == 2:
+        # On a shared, busy machine the absolute figures swing; the ratio within one run does less.
+        ratios = "   ".join(f"{kind} {results['postgres'][kind][95] / results['sqlite'][kind][95]:.2f}"
+                           for kind in ("next", "decide"))
+        print(f"\nPostgreSQL / SQLite p95 in this run: {ratios}")
     return 0
 
 

@@ -134,6 +134,7 @@ class Tx:
     def __init__(self, cursor: Any, postgres: bool):
         self._cur = cursor
         self._postgres = postgres
+        self.deferred: list[tuple[str, tuple]] = []
 
     def _sql(self, sql: str) -> str:
         return sql.replace("?", "%s") if self._postgres else sql
@@ -150,6 +151,14 @@ class Tx:
         self._cur.execute(self._sql(sql), params)
         return self._cur.rowcount
 
+    def defer(self, sql: str, params: tuple = ()) -> None:
+        """A statement whose result nobody reads, run before the commit. Postgres sends all of
+        them together with the COMMIT, in one round trip (pipeline mode); SQLite runs it now."""
+        if self._postgres:
+            self.deferred.append((self._sql(sql), params))
+        else:
+            self._cur.execute(sql, params)
+
 
 class Database:
     """Thread-local connections to one queue database; see the module docstring."""
@@ -161,7 +170,6 @@ class Database:
         # Row-lock suffix for SELECTs that precede an UPDATE of the same rows. SQLite needs none:
         # a write transaction there holds the whole database.
         self.for_update = " FOR UPDATE" if self.postgres else ""
-        self.skip_locked = " FOR UPDATE SKIP LOCKED" if self.postgres else ""
         self._local = threading.local()
         self._all: list[Any] = []
         self._all_lock = threading.Lock()
@@ -189,6 +197,9 @@ class Database:
             import psycopg  # imported here: SQLite users need not have it
 
             conn = psycopg.connect(self.url, autocommit=True, connect_timeout=10)
+            # Commits do not wait for the disk unless a transaction asks (``write(durable=True)``
+            # does), so a lease taken in one autocommit statement (``single``) is one round trip.
+            conn.execute("SET synchronous_commit = off")
         else:
             conn = sqlite3.connect(str(self.path), isolation_level=None, timeout=60,
                                    check_same_thread=False)
@@ -259,7 +270,7 @@ class Database:
             with self._connection() as conn:
                 cur = conn.cursor()
                 # One round trip: without parameters psycopg sends both as a single simple query.
-                cur.execute("BEGIN" if durable else "BEGIN; SET LOCAL synchronous_commit = off")
+                cur.execute("BEGIN; SET LOCAL synchronous_commit = on" if durable else "BEGIN")
                 yield from self._finish(cur)
         else:
             with self._write_lock, self._connection() as conn:
@@ -270,16 +281,38 @@ class Database:
                 cur.execute("BEGIN IMMEDIATE")
                 yield from self._finish(cur)
 
+    @contextmanager
+    def single(self) -> Iterator[Tx]:
+        """One statement that is its own transaction and need not reach the disk before it is
+        answered (a lease). Postgres: autocommit, one round trip; SQLite: ``write(durable=False)``."""
+        if not self.postgres:
+            with self.write(durable=False) as tx:
+                yield tx
+            return
+        with self._connection() as conn:
+            cur = conn.cursor()
+            try:
+                yield Tx(cur, True)
+            finally:
+                cur.close()
+
     def _finish(self, cur: Any) -> Iterator[Tx]:
+        tx = Tx(cur, self.postgres)
         try:
-            yield Tx(cur, self.postgres)
+            yield tx
+            if tx.deferred:
+                with cur.connection.pipeline():
+                    for sql, params in tx.deferred:
+                        cur.execute(sql, params)
+                    cur.execute("COMMIT")
+            else:
+                cur.execute("COMMIT")
         except BaseException:
             try:
-                cur.execute("ROLLBACK")
+                cur.execute("ROLLBACK")  # a failed COMMIT has ended the transaction: then a no-op
             finally:
                 cur.close()
             raise
-        cur.execute("COMMIT")
         cur.close()
 
     # -- schema ------------------------------------------------------------------------------

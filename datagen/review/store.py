@@ -41,6 +41,29 @@ DEFAULTS = {"reviews_per_item": "1", "agreement": "unanimous"}
 AUTH_CACHE_S = 5.0
 
 
+# claim(): renew the lease of the item the reviewer holds, else take the first free one they have
+# neither decided nor skipped (SKIP LOCKED on Postgres: concurrent claims never wait on each other).
+_RENEW = ("UPDATE items SET lease_until = ? WHERE id = (SELECT id FROM items WHERE lease_reviewer = ? "
+          "AND status = 'pending' ORDER BY id LIMIT 1{lock})")
+_TAKE = ("UPDATE items SET lease_reviewer = ?, lease_until = ? WHERE id = ("
+         "SELECT i.id FROM items i WHERE i.status = 'pending' AND (i.lease_until IS NULL OR i.lease_until < ?) "
+         "AND NOT EXISTS (SELECT 1 FROM decisions d WHERE d.item_id = i.id AND d.reviewer = ? AND d.undone_at IS NULL) "
+         "AND NOT EXISTS (SELECT 1 FROM skips s WHERE s.item_id = i.id AND s.reviewer = ?){also} "
+         "ORDER BY i.id LIMIT 1{lock})")
+# "candidate 2 of 4" and "review 2 of 3" for the claimed row ``p``.
+_CASE_COUNTS = ("(SELECT COUNT(*) FROM items c WHERE c.case_id = p.case_id), "
+                "(SELECT COUNT(*) FROM items c WHERE c.case_id = p.case_id AND c.id < p.id), "
+                "(SELECT COUNT(*) FROM decisions d WHERE d.item_id = p.id AND d.undone_at IS NULL)")
+# Postgres: both updates and the counts as one statement; ``taken`` runs only when ``renewed`` is empty.
+_PG_CLAIM = (f"WITH renewed AS ({_RENEW.format(lock=' FOR UPDATE')} RETURNING {ITEM_COLUMNS}), "
+             f"taken AS ({_TAKE.format(also=' AND NOT EXISTS (SELECT 1 FROM renewed)', lock=' FOR UPDATE SKIP LOCKED')} "
+             f"RETURNING {ITEM_COLUMNS}), "
+             f"p AS (SELECT * FROM renewed UNION ALL SELECT * FROM taken) "
+             f"SELECT p.*, {_CASE_COUNTS} FROM p")
+_RENEW = _RENEW.format(lock="")
+_TAKE = _TAKE.format(also="", lock="")
+
+
 class ReviewStore(QueueReads):
     """A review queue in a database plus its image blobs; build one with ``open_store``."""
 
@@ -179,31 +202,22 @@ class ReviewStore(QueueReads):
         """
         now = self.clock()
         until = now + self.lease_seconds
+        if self.db.postgres:
+            # Renew-or-take and the case counts in one autocommit statement: one round trip.
+            with self.db.single() as tx:
+                row = tx.one(_PG_CLAIM, (until, reviewer, reviewer, until, now, reviewer, reviewer))
+            return None if row is None else item_view(row[:-3], case_size=row[-3], case_index=row[-2] + 1,
+                                                      reviews_done=row[-1])
         with self.db.write(durable=False) as tx:
-            row = tx.one(
-                f"UPDATE items SET lease_until = ? WHERE id = (SELECT id FROM items WHERE lease_reviewer = ? "
-                f"AND status = 'pending' ORDER BY id LIMIT 1{self.db.for_update}) RETURNING {ITEM_COLUMNS}",
-                (until, reviewer))
+            row = tx.one(f"{_RENEW} RETURNING {ITEM_COLUMNS}", (until, reviewer))
             if row is None:
-                row = tx.one(
-                    "UPDATE items SET lease_reviewer = ?, lease_until = ? WHERE id = ("
-                    "SELECT i.id FROM items i WHERE i.status = 'pending' "
-                    "AND (i.lease_until IS NULL OR i.lease_until < ?) "
-                    "AND NOT EXISTS (SELECT 1 FROM decisions d WHERE d.item_id = i.id "
-                    "AND d.reviewer = ? AND d.undone_at IS NULL) "
-                    "AND NOT EXISTS (SELECT 1 FROM skips s WHERE s.item_id = i.id AND s.reviewer = ?) "
-                    f"ORDER BY i.id LIMIT 1{self.db.skip_locked}) RETURNING {ITEM_COLUMNS}",
-                    (reviewer, until, now, reviewer, reviewer))
+                row = tx.one(f"{_TAKE} RETURNING {ITEM_COLUMNS}", (reviewer, until, now, reviewer, reviewer))
             if row is None:
                 return None
         with self.db.read() as tx:
             # Shown beside the item ("candidate 2 of 4", "review 2 of 3"); read outside the write
             # transaction so it does not hold the SQLite write lock.
-            size, before, done = tx.one(
-                "SELECT (SELECT COUNT(*) FROM items WHERE case_id = ?), "
-                "(SELECT COUNT(*) FROM items WHERE case_id = ? AND id < ?), "
-                "(SELECT COUNT(*) FROM decisions WHERE item_id = ? AND undone_at IS NULL)",
-                (row[2], row[2], row[0], row[0]))
+            size, before, done = tx.one(f"SELECT {_CASE_COUNTS} FROM items p WHERE p.id = ?", (row[0],))
         return item_view(row, case_size=size, case_index=before + 1, reviews_done=done)
 
     def decide(self, item_id: int, reviewer: str, verdict: str, *, reason: str | None = None,
@@ -255,12 +269,13 @@ class ReviewStore(QueueReads):
                 self._check_struck(tx, item_id, json.loads(struck_json))
             verdicts = ["approve"] * approvals + ["reject"] * rejections + [verdict]
             new_status = agreement_status(verdicts, required, rule or DEFAULTS["agreement"])
-            tx.run("INSERT INTO decisions (item_id, reviewer, verdict, at, reason, note, struck) "
-                   "VALUES (?, ?, ?, ?, ?, ?, ?)", (item_id, reviewer, verdict, now, reason, note, struck_json))
-            tx.run("UPDATE items SET status = ?, lease_reviewer = NULL, lease_until = NULL, decided_at = ? "
-                   "WHERE id = ?", (new_status, now if new_status != "pending" else None, item_id))
+            # Nothing below is read back: on Postgres it goes out with the COMMIT in one round trip.
+            tx.defer("INSERT INTO decisions (item_id, reviewer, verdict, at, reason, note, struck) "
+                     "VALUES (?, ?, ?, ?, ?, ?, ?)", (item_id, reviewer, verdict, now, reason, note, struck_json))
+            tx.defer("UPDATE items SET status = ?, lease_reviewer = NULL, lease_until = NULL, decided_at = ? "
+                     "WHERE id = ?", (new_status, now if new_status != "pending" else None, item_id))
             if skipped:
-                tx.run("DELETE FROM skips WHERE item_id = ? AND reviewer = ?", (item_id, reviewer))
+                tx.defer("DELETE FROM skips WHERE item_id = ? AND reviewer = ?", (item_id, reviewer))
             detail = {"status": new_status, **({"reason": reason} if reason else {})}
             self._audit(tx, now, reviewer, verdict, item_id, detail)
         return {"item_id": item_id, "status": new_status, "verdict": verdict, "repeated": False}
@@ -362,7 +377,7 @@ class ReviewStore(QueueReads):
 
     @staticmethod
     def _audit(tx, at: float, actor: str, action: str, item_id: int | None, detail: dict) -> None:
-        tx.run("INSERT INTO audit (at, actor, action, item_id, detail) VALUES (?, ?, ?, ?, ?)",
+        tx.defer("INSERT INTO audit (at, actor, action, item_id, detail) VALUES (?, ?, ?, ?, ?)",
                (at, actor, action, item_id, json.dumps(detail, sort_keys=True)))
 
     # -- publishing ---------------------------------------------------------------------------
