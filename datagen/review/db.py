@@ -129,26 +129,48 @@ def sqlite_path(url: str | Path) -> Path:
 
 
 class Tx:
-    """A cursor inside one transaction: ``all`` / ``one`` / ``run`` with ``?`` placeholders."""
+    """A cursor inside one transaction: ``all`` / ``one`` / ``run`` / ``defer`` with ``?``
+    placeholders.
 
-    def __init__(self, cursor: Any, postgres: bool):
+    On Postgres the statements that open the transaction (``begin``) are not sent on their own:
+    they go out with the first query, in one round trip (pipeline mode), or with the deferred
+    statements and the COMMIT if the block runs no query.
+    """
+
+    def __init__(self, cursor: Any, postgres: bool, begin: tuple[str, ...] = ()):
         self._cur = cursor
         self._postgres = postgres
+        self._begin = list(begin)
         self.deferred: list[tuple[str, tuple]] = []
+
+    @property
+    def begun(self) -> bool:
+        return not self._begin
 
     def _sql(self, sql: str) -> str:
         return sql.replace("?", "%s") if self._postgres else sql
 
+    def _execute(self, statements: list[tuple[str, tuple]]) -> None:
+        """Run the opening statements (if not yet sent) and ``statements``; results of the last."""
+        statements = [(sql, ()) for sql in self._begin] + statements
+        self._begin = []
+        if len(statements) == 1:
+            self._cur.execute(*statements[0])
+            return
+        with self._cur.connection.pipeline():
+            for sql, params in statements:
+                self._cur.execute(sql, params)
+
     def all(self, sql: str, params: tuple = ()) -> list[tuple]:
-        self._cur.execute(self._sql(sql), params)
+        self._execute([(self._sql(sql), params)])
         return list(self._cur.fetchall())
 
     def one(self, sql: str, params: tuple = ()) -> tuple | None:
-        self._cur.execute(self._sql(sql), params)
+        self._execute([(self._sql(sql), params)])
         return self._cur.fetchone()
 
     def run(self, sql: str, params: tuple = ()) -> int:
-        self._cur.execute(self._sql(sql), params)
+        self._execute([(self._sql(sql), params)])
         return self._cur.rowcount
 
     def defer(self, sql: str, params: tuple = ()) -> None:
@@ -158,6 +180,22 @@ class Tx:
             self.deferred.append((self._sql(sql), params))
         else:
             self._cur.execute(sql, params)
+
+    def commit(self) -> None:
+        if self._begin and not self.deferred:
+            return  # nothing was sent: no transaction to end
+        self._execute(self.deferred + [("COMMIT", ())])
+        self.deferred = []
+
+    def rollback_and_close(self) -> None:
+        try:
+            if self.begun:
+                self._cur.execute("ROLLBACK")  # after a failed COMMIT: a no-op
+        finally:
+            self._cur.close()
+
+    def close(self) -> None:
+        self._cur.close()
 
 
 class Database:
@@ -250,12 +288,13 @@ class Database:
         """A read-only snapshot (several queries see one consistent state)."""
         with self._connection() as conn:
             cur = conn.cursor()
-            cur.execute("BEGIN")
+            if not self.postgres:
+                cur.execute("BEGIN")
+            tx = Tx(cur, self.postgres, ("BEGIN",) if self.postgres else ())
             try:
-                yield Tx(cur, self.postgres)
+                yield tx
             finally:
-                cur.execute("ROLLBACK")  # nothing to keep; cheaper than COMMIT on Postgres
-                cur.close()
+                tx.rollback_and_close()  # nothing to keep; cheaper than COMMIT on Postgres
 
     @contextmanager
     def write(self, *, durable: bool = True) -> Iterator[Tx]:
@@ -268,10 +307,8 @@ class Database:
         """
         if self.postgres:
             with self._connection() as conn:
-                cur = conn.cursor()
-                # One round trip: without parameters psycopg sends both as a single simple query.
-                cur.execute("BEGIN; SET LOCAL synchronous_commit = on" if durable else "BEGIN")
-                yield from self._finish(cur)
+                begin = ("BEGIN", "SET LOCAL synchronous_commit = on") if durable else ("BEGIN",)
+                yield from self._finish(Tx(conn.cursor(), True, begin))
         else:
             with self._write_lock, self._connection() as conn:
                 if getattr(self._local, "durable", True) != durable:
@@ -279,7 +316,7 @@ class Database:
                     self._local.durable = durable
                 cur = conn.cursor()
                 cur.execute("BEGIN IMMEDIATE")
-                yield from self._finish(cur)
+                yield from self._finish(Tx(cur, False))
 
     @contextmanager
     def single(self) -> Iterator[Tx]:
@@ -296,24 +333,14 @@ class Database:
             finally:
                 cur.close()
 
-    def _finish(self, cur: Any) -> Iterator[Tx]:
-        tx = Tx(cur, self.postgres)
+    def _finish(self, tx: Tx) -> Iterator[Tx]:
         try:
             yield tx
-            if tx.deferred:
-                with cur.connection.pipeline():
-                    for sql, params in tx.deferred:
-                        cur.execute(sql, params)
-                    cur.execute("COMMIT")
-            else:
-                cur.execute("COMMIT")
+            tx.commit()
         except BaseException:
-            try:
-                cur.execute("ROLLBACK")  # a failed COMMIT has ended the transaction: then a no-op
-            finally:
-                cur.close()
+            tx.rollback_and_close()
             raise
-        cur.close()
+        tx.close()
 
     # -- schema ------------------------------------------------------------------------------
     def _check_postgres_queue(self) -> None:

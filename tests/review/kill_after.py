@@ -30,8 +30,8 @@ _real_finish = review_db.Database._finish
 _real_replace = os.replace
 
 
-def _finish(self, cur):
-    yield from _real_finish(self, cur)
+def _finish(self, tx):
+    yield from _real_finish(self, tx)
     _step("queue-commit")
 
 
