@@ -120,6 +120,16 @@ def test_review_in_the_browser(tmp_path, served, browser, artifacts_dir):
     assert page.title() != "pwned" and not errors
 
 
+def serve_queue(tmp_path, served, n: int) -> tuple[str, str, object]:
+    """A queue of ``n`` coffee candidates and reviewer ann, served: (db, ann's token, server)."""
+    db = str(tmp_path / "queue" / "queue.db")
+    store = open_store(db)
+    store.add_many([photo_candidate(i) for i in range(n)])
+    token = store.add_reviewer("ann")
+    store.close()
+    return db, token, served(db)
+
+
 def signed_in_page(browser, server, token: str, width: int, height: int):
     context = browser.new_context(viewport={"width": width, "height": height})
     page = context.new_page()
@@ -143,13 +153,7 @@ def test_paraphrases_reasons_mask_fill_history_and_800px(tmp_path, served, brows
     from datagen.shards import read_samples
     from .candidates import PARAPHRASES
 
-    db = str(tmp_path / "queue" / "queue.db")
-    store = open_store(db)
-    store.add_many([photo_candidate(i) for i in range(4)])
-    token = store.add_reviewer("ann")
-    store.close()
-    server = served(db)
-
+    db, token, server = serve_queue(tmp_path, served, 4)
     page, errors = signed_in_page(browser, server, token, 800, 600)
     first = wait_for_item(page, None)
     page.wait_for_function("() => [...document.images].every(i => i.complete && i.naturalWidth > 0)")
@@ -248,12 +252,7 @@ def test_csrf_vectors_from_another_loopback_port_land_nowhere(tmp_path, served, 
     import http.server
     import threading
 
-    db = str(tmp_path / "queue" / "queue.db")
-    store = open_store(db)
-    store.add_many([photo_candidate(i) for i in range(2)])
-    token = store.add_reviewer("ann")
-    store.close()
-    server = served(db)
+    db, token, server = serve_queue(tmp_path, served, 2)
     page, _ = signed_in_page(browser, server, token, 1000, 700)
     item = wait_for_item(page, None)                                  # leased to ann: only CSRF stops it
     html = ATTACKER_PAGE.format(target=server.url, item=item).encode()

@@ -11,22 +11,13 @@ from collections import Counter
 from pathlib import Path
 
 from datagen.review import QueueError, open_store
-from datagen.shards import committed_shards, read_samples
+from datagen.shards import read_samples
+from test_shards_resume import tar_keys  # keys counted from the tar members themselves
 from .candidates import tiny_candidate
 
 ROOT = Path(__file__).resolve().parents[2]
 KILLER = Path(__file__).with_name("kill_after.py")
 VERDICTS = ["approve", "approve", "approve", "reject", "approve", "reject"]
-
-
-def shard_keys(data: Path) -> Counter:
-    """Keys over every committed shard, read from the tar members themselves."""
-    keys = Counter()
-    for shard in committed_shards(data):
-        names = subprocess.run(["tar", "-tf", str(shard.tar)], check=True, capture_output=True,
-                               text=True).stdout.split()
-        keys.update(name.split(".")[0] for name in names if name.endswith(".json"))
-    return keys
 
 
 def queue_state(db: str) -> dict[str, tuple]:
@@ -82,7 +73,7 @@ def undo_and_reject_everything(db: str) -> tuple[int, int]:
 def assert_agreement(db: str, root: Path, *, finished: bool) -> None:
     """What is in the shards was approved and claimed, and stays so; once a publish finished, the
     shards hold exactly the approved items, each once, and the manifest says approved for each."""
-    state, keys = queue_state(db), shard_keys(root / "data")
+    state, keys = queue_state(db), tar_keys(root / "data")
     assert all(n == 1 for n in keys.values()), keys
     for key in keys:
         status, claimed, _ = state[key]
