@@ -281,3 +281,23 @@ def test_csrf_vectors_from_another_loopback_port_land_nowhere(tmp_path, served, 
     rows = list(store.export_rows())
     store.close()
     assert all(r["status"] == "pending" and not r["decisions"] for r in rows)   # ...and changed nothing
+
+
+def test_an_admin_resolves_a_conflict_on_the_stats_page(tmp_path, served, browser):
+    """The stats page's resolve buttons send the CSRF token and a JSON body like the review page."""
+    db = str(tmp_path / "queue" / "queue.db")
+    store = open_store(db, reviews_per_item=2)
+    store.add_many([photo_candidate(0)])
+    boss = store.add_reviewer("boss", admin=True)
+    for name, verdict in (("ann", "approve"), ("bob", "reject")):
+        store.decide(store.claim(name)["id"], name, verdict)
+    store.close()
+    page, errors = signed_in_page(browser, served(db), boss, 1200, 800)
+    page.click("a[href='/stats']")
+    page.wait_for_selector("#conflicted tr button")
+    page.click("#conflicted tr button:text('Approve')")
+    page.wait_for_selector("#no-conflicts:not([hidden])")
+    store = open_store(db, create=False)
+    [row] = list(store.export_rows())
+    store.close()
+    assert (row["status"], row["resolved_by"]) == ("approved", "boss") and not errors

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from datagen.cli import main
-from datagen.review import open_store
+from datagen.review import QueueMissing, open_store
 from .candidates import tiny_candidate
 
 
@@ -60,3 +62,14 @@ def test_a_mistyped_queue_path_is_an_error_not_a_new_queue(tmp_path, capsys):
         err = capsys.readouterr().err.strip()
         assert err.startswith("error: --db: no review queue at") and str(missing) in err and "\n" not in err
     assert not missing.parent.exists() and not (tmp_path / "data").exists()
+
+
+@pytest.mark.postgres
+def test_a_postgres_database_without_a_queue_is_an_error(postgres_url, capsys):
+    with pytest.raises(QueueMissing) as err:
+        open_store(postgres_url, create=False)
+    assert "no review queue in that PostgreSQL database" in err.value.detail
+    assert main(["review", "stats", "--db", postgres_url]) == 2
+    assert capsys.readouterr().err.startswith("error: --db: no review queue in that PostgreSQL database")
+    open_store(postgres_url).close()                                    # a filling command creates it
+    open_store(postgres_url, create=False).close()
