@@ -26,6 +26,7 @@ from fastapi.responses import JSONResponse
 
 MAX_BODY = 64 * 1024
 MAX_DEPTH = 8
+MAX_TRACKED = 10_000  # client addresses with recent sign-in failures kept in memory
 BODY = "review.body"
 CSRF_HEADER = "x-csrf-token"
 _ITEM_ID = re.compile(r"[0-9]{1,18}")
@@ -156,5 +157,9 @@ class SignInLimiter:
                                     headers={"Retry-After": str(wait)})
 
     def failed(self, address: str) -> None:
+        now = time.monotonic()
         with self._lock:
-            self._failures.setdefault(address, deque()).append(time.monotonic())
+            if len(self._failures) >= MAX_TRACKED and address not in self._failures:
+                # Many addresses at once: forget those whose failures are all older than the window.
+                self._failures = {a: t for a, t in self._failures.items() if t[-1] >= now - self.window_s}
+            self._failures.setdefault(address, deque()).append(now)

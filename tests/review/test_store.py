@@ -214,6 +214,11 @@ def test_reject_reasons_notes_and_struck_paraphrases_are_recorded(store):
     assert rows[first["id"]]["struck"] == [0, 2] and rows[first["id"]]["reason"] is None
     assert (rows[second["id"]]["reason"], rows[second["id"]]["note"]) == ("artifact", "smear on the left")
     assert [e["reason"] for e in store.history("ann")] == ["artifact", None]
+    rejected = store.sample(second["id"]).review["decisions"][0]              # what a publish would write
+    assert (rejected["reason"], rejected["note"], rejected["time"].endswith("Z")) == ("artifact", "smear on the left", True)
+    approved = store.sample(first["id"])
+    assert approved.paraphrases == [first["paraphrases"][1]]
+    assert approved.review["struck_paraphrases"] == [first["paraphrases"][0], first["paraphrases"][2]]
 
 
 def test_deciding_with_require_lease_needs_the_lease(store):
