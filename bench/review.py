@@ -10,6 +10,10 @@ clients measured them (request sent to response parsed) and decisions per second
 Target: p95 < 50 ms for both. ``postgres`` starts a throwaway PostgreSQL server on 127.0.0.1
 (skipped with a message when no PostgreSQL binaries are installed).
 
+Also prints the median cost of one claim and one decide for a single in-process client (round
+trips and commits, no queueing): on Postgres a claim is one statement, a decide two round trips
+(BEGIN + the locking read; the writes + COMMIT as one pipeline).
+
 Zero think time is the worst case: a human reviewer needs seconds per item, so 20 real reviewers
 load the server far less than these 20 clients do.
 """
@@ -79,6 +83,23 @@ def run_backend(db_url: str, blob_dir: Path, items: int, clients: int) -> dict:
     return out
 
 
+def one_client(db_url: str, blob_dir: Path, items: int = 300) -> dict:
+    """Median store-level cost of claim and decide for one reviewer, no concurrency: what a request
+    costs in round trips and commits, before any queueing (in ms)."""
+    store = open_store(db_url, blob_dir=blob_dir)
+    store.add_many(candidates(items))
+    claim, decide = [], []
+    for _ in range(items):
+        start = time.perf_counter()
+        item = store.claim("solo")
+        middle = time.perf_counter()
+        store.decide(item["id"], "solo", "approve")
+        claim.append(middle - start)
+        decide.append(time.perf_counter() - middle)
+    store.close()
+    return {"claim": percentile(claim, 50), "decide": percentile(decide, 50)}
+
+
 def report(backend: str, r: dict, items: int, clients: int) -> None:
     print(f"\n{backend}: {clients} clients, {items} items, {r['decisions']} decisions in {r['seconds']:.2f} s "
           f"-> {r['per_second']:.0f} decisions/s ({r['refused']} refused)")
@@ -95,18 +116,30 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clients", type=int, default=20)
     parser.add_argument("--backend", choices=("sqlite", "postgres", "both"), default="both")
     args = parser.parse_args(argv)
+    results = {}
     with tempfile.TemporaryDirectory(prefix="bench-review-") as tmp:
         tmp = Path(tmp)
         if args.backend in ("sqlite", "both"):
-            r = run_backend(str(tmp / "sqlite" / "queue.db"), tmp / "sqlite" / "blobs", args.items, args.clients)
+            r = results["sqlite"] = run_backend(str(tmp / "sqlite" / "queue.db"), tmp / "sqlite" / "blobs",
+                                                args.items, args.clients)
             report("SQLite (WAL, synchronous=FULL)", r, args.items, args.clients)
+            solo = one_client(str(tmp / "solo" / "queue.db"), tmp / "solo" / "blobs")
+            print(f"  one client, in process: claim {solo['claim']:.2f} ms, decide {solo['decide']:.2f} ms (median)")
         if args.backend in ("postgres", "both"):
             if find_postgres_bin() is None:
                 print("\nPostgreSQL: skipped, no initdb/postgres binaries (apt-get install -y postgresql)")
             else:
                 with temporary_postgres() as url:
-                    r = run_backend(url, tmp / "pg-blobs", args.items, args.clients)
-                report("PostgreSQL (loopback, fsync on)", r, args.items, args.clients)
+                    r = results["postgres"] = run_backend(url, tmp / "pg-blobs", args.items, args.clients)
+                    report("PostgreSQL (loopback, fsync on)", r, args.items, args.clients)
+                with temporary_postgres() as url:
+                    solo = one_client(url, tmp / "pg-solo-blobs")
+                print(f"  one client, in process: claim {solo['claim']:.2f} ms, decide {solo['decide']:.2f} ms (median)")
+    if len(results) == 2:
+        # On a shared, busy machine the absolute figures swing; the ratio within one run does less.
+        ratios = "   ".join(f"{kind} {results['postgres'][kind][95] / results['sqlite'][kind][95]:.2f}"
+                           for kind in ("next", "decide"))
+        print(f"\nPostgreSQL / SQLite p95 in this run: {ratios}")
     return 0
 
 

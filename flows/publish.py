@@ -2,9 +2,11 @@
 
     prefect deployment run publish-reviewed/demo --watch
 
-Run it whenever reviewers have approved more: ``datagen.review.publish.publish_reviewed`` writes
-only what is approved and not yet published, commits the shards, then marks the items published,
-so a retry or a rerun after a crash never publishes an item twice.
+Run it whenever reviewers have approved more: ``datagen.review.publish.publish_reviewed`` claims
+what is approved and not yet published (from then on a reviewer cannot undo it), writes and
+commits the shards, then marks the items published, so a retry or a rerun after a crash never
+publishes an item twice and never publishes one that was rejected. A queue that does not exist is
+an error, not an empty queue.
 """
 from __future__ import annotations
 
@@ -24,7 +26,7 @@ def publish_approved(queue: str, blobs: str | None, out: str, name: str, manifes
     from datagen.reasoning.queue import open_queue
     from datagen.review.publish import publish_reviewed as publish
 
-    store = open_queue(queue, blob_dir=blobs)
+    store = open_queue(queue, blob_dir=blobs, create=False)  # a mistyped queue is an error
     try:
         result = publish(store, out, name, manifest_dir, prefix=prefix, maxcount=maxcount, image_format=image_format)
     finally:

@@ -7,6 +7,7 @@ Safe to run again whenever more candidates are approved: each approved sample is
 from __future__ import annotations
 
 import argparse
+import sys
 
 HELP = "write approved review-queue samples to shards + manifest"
 
@@ -24,10 +25,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from datagen.review import open_store
+    from datagen.review import QueueMissing, open_store
     from datagen.review.publish import publish_reviewed
 
-    store = open_store(args.db, blob_dir=args.blobs)
+    try:
+        store = open_store(args.db, blob_dir=args.blobs, create=False)
+    except QueueMissing as exc:
+        print(f"error: --db: {exc.detail}", file=sys.stderr)
+        return 2
     try:
         result = publish_reviewed(store, args.out, args.name, args.manifests, prefix=args.prefix,
                                   maxcount=args.maxcount, image_format=args.image_format)

@@ -37,6 +37,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     serve.add_argument("--agreement", choices=("unanimous", "majority"), default=None,
                        help="how several reviews combine into a status (stored in the queue)")
     serve.add_argument("--secure-cookie", action="store_true", help="HTTPS-only sign-in cookie (behind a TLS proxy)")
+    serve.add_argument("--sign-in-failures", type=int, default=20,
+                       help="failed sign-ins per client address and minute before it is answered 429 (default 20)")
 
     add = with_db(sub.add_parser("add-reviewer", help="create a reviewer (or renew their token) and print the token"))
     add.add_argument("name")
@@ -52,10 +54,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from datagen.review import open_store
+    from datagen.review import QueueMissing, open_store
 
     lease = getattr(args, "lease_seconds", 300.0)
-    store = open_store(args.db, blob_dir=args.blobs, lease_seconds=lease)
+    try:
+        # Only the commands that fill a queue create one: a mistyped --db is an error here.
+        store = open_store(args.db, blob_dir=args.blobs, lease_seconds=lease, create=False)
+    except QueueMissing as exc:
+        print(f"error: --db: {exc.detail}", file=sys.stderr)
+        return 2
     try:
         return {"serve": _serve, "add-reviewer": _add_reviewer, "export": _export,
                 "stats": _stats}[args.review_command](store, args)
@@ -74,7 +81,11 @@ def _serve(store, args) -> int:
               "and pass --secure-cookie", file=sys.stderr)
     print(f"review queue {args.db}: open http://{args.host}:{args.port}/ and sign in with a token from "
           "'python -m datagen review add-reviewer NAME'", flush=True)
-    uvicorn.run(create_app(store, secure_cookie=args.secure_cookie), host=args.host, port=args.port,
+    if args.sign_in_failures < 1:
+        print(f"error: --sign-in-failures must be at least 1, got {args.sign_in_failures}", file=sys.stderr)
+        return 2
+    app = create_app(store, secure_cookie=args.secure_cookie, sign_in_failures=args.sign_in_failures)
+    uvicorn.run(app, host=args.host, port=args.port,
                 log_level="warning", access_log=False)
     return 0
 

@@ -15,7 +15,7 @@ Review: ``python -m datagen review add-reviewer NAME`` prints a token, ``review 
 web app (``datagen.review.app``) on 127.0.0.1. Publish: ``publish-reviewed`` /
 ``datagen.review.publish.publish_reviewed(store, data_dir, name, manifest_dir)``.
 """
-from .errors import NotFound, QueueError
+from .errors import NotFound, QueueError, QueueMissing
 from .store import AGREEMENT_RULES, ReviewStore, open_store
 
-__all__ = ["AGREEMENT_RULES", "NotFound", "QueueError", "ReviewStore", "open_store"]
+__all__ = ["AGREEMENT_RULES", "NotFound", "QueueError", "QueueMissing", "ReviewStore", "open_store"]

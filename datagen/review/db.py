@@ -16,6 +16,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
+from .errors import QueueMissing
+
 SCHEMA_VERSION = "1"
 
 _TABLES = """
@@ -100,6 +102,17 @@ _POSTGRES_TRIGGERS = [
 ]
 
 
+# Columns added after the first release, as (table, column, type). Added to an existing queue
+# when it is opened; a queue created before them simply gains them (NULL for old rows).
+_ADDED_COLUMNS = [
+    ("items", "publish_run", "TEXT"),          # the publish run that has taken the item
+    ("items", "publish_claimed_at", "{real}"),  # when it did; from then on undo is refused
+    ("decisions", "reason", "TEXT"),           # reject reason key (REJECT_REASONS)
+    ("decisions", "note", "TEXT"),             # the reviewer's free-text comment
+    ("decisions", "struck", "TEXT"),           # JSON list of struck paraphrase indexes
+]
+
+
 def is_postgres_url(url: str) -> bool:
     return str(url).startswith(("postgresql://", "postgres://"))
 
@@ -116,39 +129,85 @@ def sqlite_path(url: str | Path) -> Path:
 
 
 class Tx:
-    """A cursor inside one transaction: ``all`` / ``one`` / ``run`` with ``?`` placeholders."""
+    """A cursor inside one transaction: ``all`` / ``one`` / ``run`` / ``defer`` with ``?``
+    placeholders.
 
-    def __init__(self, cursor: Any, postgres: bool):
+    On Postgres the statements that open the transaction (``begin``) are not sent on their own:
+    they go out with the first query, in one round trip (pipeline mode), or with the deferred
+    statements and the COMMIT if the block runs no query.
+    """
+
+    def __init__(self, cursor: Any, postgres: bool, begin: tuple[str, ...] = ()):
         self._cur = cursor
         self._postgres = postgres
+        self._begin = list(begin)
+        self.deferred: list[tuple[str, tuple]] = []
+
+    @property
+    def begun(self) -> bool:
+        return not self._begin
 
     def _sql(self, sql: str) -> str:
         return sql.replace("?", "%s") if self._postgres else sql
 
+    def _execute(self, statements: list[tuple[str, tuple]]) -> None:
+        """Run the opening statements (if not yet sent) and ``statements``; results of the last."""
+        statements = [(sql, ()) for sql in self._begin] + statements
+        self._begin = []
+        if len(statements) == 1:
+            self._cur.execute(*statements[0])
+            return
+        with self._cur.connection.pipeline():
+            for sql, params in statements:
+                self._cur.execute(sql, params)
+
     def all(self, sql: str, params: tuple = ()) -> list[tuple]:
-        self._cur.execute(self._sql(sql), params)
+        self._execute([(self._sql(sql), params)])
         return list(self._cur.fetchall())
 
     def one(self, sql: str, params: tuple = ()) -> tuple | None:
-        self._cur.execute(self._sql(sql), params)
+        self._execute([(self._sql(sql), params)])
         return self._cur.fetchone()
 
     def run(self, sql: str, params: tuple = ()) -> int:
-        self._cur.execute(self._sql(sql), params)
+        self._execute([(self._sql(sql), params)])
         return self._cur.rowcount
+
+    def defer(self, sql: str, params: tuple = ()) -> None:
+        """A statement whose result nobody reads, run before the commit. Postgres sends all of
+        them together with the COMMIT, in one round trip (pipeline mode); SQLite runs it now."""
+        if self._postgres:
+            self.deferred.append((self._sql(sql), params))
+        else:
+            self._cur.execute(sql, params)
+
+    def commit(self) -> None:
+        if self._begin and not self.deferred:
+            return  # nothing was sent: no transaction to end
+        self._execute(self.deferred + [("COMMIT", ())])
+        self.deferred = []
+
+    def rollback_and_close(self) -> None:
+        try:
+            if self.begun:
+                self._cur.execute("ROLLBACK")  # after a failed COMMIT: a no-op
+        finally:
+            self._cur.close()
+
+    def close(self) -> None:
+        self._cur.close()
 
 
 class Database:
     """Thread-local connections to one queue database; see the module docstring."""
 
-    def __init__(self, url: str | Path, *, pool_size: int = 8):
+    def __init__(self, url: str | Path, *, pool_size: int = 8, create: bool = True):
         self.url = str(url)
         self.postgres = is_postgres_url(self.url)
         self.dialect = "postgres" if self.postgres else "sqlite"
         # Row-lock suffix for SELECTs that precede an UPDATE of the same rows. SQLite needs none:
         # a write transaction there holds the whole database.
         self.for_update = " FOR UPDATE" if self.postgres else ""
-        self.skip_locked = " FOR UPDATE SKIP LOCKED" if self.postgres else ""
         self._local = threading.local()
         self._all: list[Any] = []
         self._all_lock = threading.Lock()
@@ -161,8 +220,13 @@ class Database:
         self._pool_slots = threading.BoundedSemaphore(pool_size)
         if not self.postgres:
             path = sqlite_path(self.url)
+            if not create and not path.is_file():
+                raise QueueMissing("no_queue", f"no review queue at {path}: check the path (the "
+                                   "commands that fill a queue create it)")
             path.parent.mkdir(parents=True, exist_ok=True)
             self.path = path.resolve()
+        elif not create:
+            self._check_postgres_queue()
         self._create_schema()
 
     # -- connections -------------------------------------------------------------------------
@@ -171,6 +235,9 @@ class Database:
             import psycopg  # imported here: SQLite users need not have it
 
             conn = psycopg.connect(self.url, autocommit=True, connect_timeout=10)
+            # Commits do not wait for the disk unless a transaction asks (``write(durable=True)``
+            # does), so a lease taken in one autocommit statement (``single``) is one round trip.
+            conn.execute("SET synchronous_commit = off")
         else:
             conn = sqlite3.connect(str(self.path), isolation_level=None, timeout=60,
                                    check_same_thread=False)
@@ -221,12 +288,13 @@ class Database:
         """A read-only snapshot (several queries see one consistent state)."""
         with self._connection() as conn:
             cur = conn.cursor()
-            cur.execute("BEGIN")
+            if not self.postgres:
+                cur.execute("BEGIN")
+            tx = Tx(cur, self.postgres, ("BEGIN",) if self.postgres else ())
             try:
-                yield Tx(cur, self.postgres)
+                yield tx
             finally:
-                cur.execute("ROLLBACK")  # nothing to keep; cheaper than COMMIT on Postgres
-                cur.close()
+                tx.rollback_and_close()  # nothing to keep; cheaper than COMMIT on Postgres
 
     @contextmanager
     def write(self, *, durable: bool = True) -> Iterator[Tx]:
@@ -239,10 +307,8 @@ class Database:
         """
         if self.postgres:
             with self._connection() as conn:
-                cur = conn.cursor()
-                # One round trip: without parameters psycopg sends both as a single simple query.
-                cur.execute("BEGIN" if durable else "BEGIN; SET LOCAL synchronous_commit = off")
-                yield from self._finish(cur)
+                begin = ("BEGIN", "SET LOCAL synchronous_commit = on") if durable else ("BEGIN",)
+                yield from self._finish(Tx(conn.cursor(), True, begin))
         else:
             with self._write_lock, self._connection() as conn:
                 if getattr(self._local, "durable", True) != durable:
@@ -250,21 +316,40 @@ class Database:
                     self._local.durable = durable
                 cur = conn.cursor()
                 cur.execute("BEGIN IMMEDIATE")
-                yield from self._finish(cur)
+                yield from self._finish(Tx(cur, False))
 
-    def _finish(self, cur: Any) -> Iterator[Tx]:
-        try:
-            yield Tx(cur, self.postgres)
-        except BaseException:
+    @contextmanager
+    def single(self) -> Iterator[Tx]:
+        """One statement that is its own transaction and need not reach the disk before it is
+        answered (a lease). Postgres: autocommit, one round trip; SQLite: ``write(durable=False)``."""
+        if not self.postgres:
+            with self.write(durable=False) as tx:
+                yield tx
+            return
+        with self._connection() as conn:
+            cur = conn.cursor()
             try:
-                cur.execute("ROLLBACK")
+                yield Tx(cur, True)
             finally:
                 cur.close()
+
+    def _finish(self, tx: Tx) -> Iterator[Tx]:
+        try:
+            yield tx
+            tx.commit()
+        except BaseException:
+            tx.rollback_and_close()
             raise
-        cur.execute("COMMIT")
-        cur.close()
+        tx.close()
 
     # -- schema ------------------------------------------------------------------------------
+    def _check_postgres_queue(self) -> None:
+        with self.read() as tx:
+            found = tx.one("SELECT to_regclass('items') IS NOT NULL AND to_regclass('decisions') IS NOT NULL")
+        if not found[0]:
+            raise QueueMissing("no_queue", "no review queue in that PostgreSQL database (no items table "
+                               "on its search_path): check the URL (the commands that fill a queue create it)")
+
     def _create_schema(self) -> None:
         pk = "BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY" if self.postgres else "INTEGER PRIMARY KEY"
         real = "DOUBLE PRECISION" if self.postgres else "REAL"
@@ -277,8 +362,19 @@ class Database:
                 tx.run(statement)
             for statement in _POSTGRES_TRIGGERS if self.postgres else _SQLITE_TRIGGERS:
                 tx.run(statement)
+            self._add_columns(tx, real)
             tx.run("INSERT INTO settings (name, value) VALUES ('schema_version', ?) "
                    "ON CONFLICT (name) DO NOTHING", (SCHEMA_VERSION,))
+
+
+    def _add_columns(self, tx: Tx, real: str) -> None:
+        """Additive migrations: every ``_ADDED_COLUMNS`` entry a queue does not have yet."""
+        for table, column, kind in _ADDED_COLUMNS:
+            kind = kind.format(real=real)
+            if self.postgres:
+                tx.run(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {column} {kind}")
+            elif column not in {row[1] for row in tx.all(f"PRAGMA table_info({table})")}:
+                tx.run(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
 
 
 def _split(ddl: str) -> list[str]:

@@ -15,3 +15,9 @@ class QueueError(Exception):
 
 class NotFound(QueueError):
     status = 404
+
+
+class QueueMissing(QueueError):
+    """The queue a command was pointed at does not exist (and that command does not create one)."""
+
+    status = 404

@@ -1,20 +1,23 @@
 """Publish approved review-queue candidates to shards + a manifest, exactly once.
 
-Order of operations is what makes it exactly-once and re-runnable:
+Order of operations is what makes it exactly-once, re-runnable, and keeps the queue and the
+published data in agreement (a rejected sample is never published):
 
-1. every approved, not yet published item is written through ``ShardWriter`` (its sample carries
-   the review record in ``EditSample.review``);
-2. the writer commits its shards (closing it);
-3. only then are the items marked published in the queue (after which undo can no longer
-   re-open them);
+1. the run *claims* every approved, not yet published item, committed to the queue before anything
+   is written; from then on a reviewer's undo of such an item is refused, so nothing that may be
+   in a shard can be re-opened and rejected (an undo that came first simply leaves the item out);
+2. the claimed items are written through ``ShardWriter`` (each sample carries its review record,
+   read after the claim, in ``EditSample.review``) and the writer commits its shards;
+3. only then are the items marked published;
 4. the manifest is rebuilt over every committed shard in ``data_dir``.
 
-A crash between 2 and 3 leaves items committed but unmarked: the next run tries them again, the
-writer refuses their keys as already committed, and they are marked then. A later run after more
+A kill anywhere leaves claimed items approved and locked against undo: the next run claims them
+again, the writer refuses keys already committed, and they are marked then. A later run after more
 approvals writes only the new ones.
 """
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -41,7 +44,7 @@ def publish_reviewed(store: ReviewStore, data_dir: str | Path, name: str, manife
     from ..shards import ShardWriter, build_manifest, committed_shards
 
     result = PublishResult()
-    item_ids = store.approved_unpublished()
+    item_ids = store.claim_for_publish(f"{prefix}:{uuid.uuid4().hex[:12]}")
     if item_ids:
         with ShardWriter(data_dir, prefix, maxcount=maxcount, image_format=image_format) as writer:
             for item_id in item_ids:

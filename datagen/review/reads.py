@@ -11,7 +11,7 @@ from typing import Iterator
 from ..imageio import decode_image, decode_mask
 from ..schema import EditSample
 from .errors import NotFound
-from .records import ITEM_COLUMNS, item_view, review_record
+from .records import ITEM_COLUMNS, decision_record, item_view, review_record
 
 
 class QueueReads:
@@ -38,11 +38,12 @@ class QueueReads:
     def history(self, reviewer: str, limit: int = 10) -> list[dict]:
         """This reviewer's latest decisions, newest first (withdrawn ones flagged ``undone``)."""
         with self.db.read() as tx:
-            rows = tx.all("SELECT d.id, d.item_id, d.verdict, d.at, d.undone_at, i.instruction, i.status, i.tgt "
+            rows = tx.all("SELECT d.id, d.item_id, d.verdict, d.at, d.undone_at, i.instruction, i.status, i.tgt, "
+                          "d.reason "
                           "FROM decisions d JOIN items i ON i.id = d.item_id WHERE d.reviewer = ? "
                           "ORDER BY d.id DESC LIMIT ?", (reviewer, int(limit)))
         return [{"decision_id": r[0], "item_id": r[1], "verdict": r[2], "at": r[3], "undone": r[4] is not None,
-                 "instruction": r[5], "status": r[6], "thumb": r[7]} for r in rows]
+                 "instruction": r[5], "status": r[6], "thumb": r[7], "reason": r[8]} for r in rows]
 
     def item(self, item_id: int) -> dict:
         """One item as the web app shows it (no other reviewer's verdicts)."""
@@ -53,8 +54,9 @@ class QueueReads:
         return item_view(row)
 
     def decisions_of(self, tx, item_id: int) -> list[tuple]:
-        return tx.all("SELECT reviewer, verdict, at FROM decisions WHERE item_id = ? AND undone_at IS NULL "
-                      "ORDER BY id", (item_id,))
+        """Active decisions: (reviewer, verdict, at, reason, note, struck JSON), oldest first."""
+        return tx.all("SELECT reviewer, verdict, at, reason, note, struck FROM decisions WHERE item_id = ? "
+                      "AND undone_at IS NULL ORDER BY id", (item_id,))
 
     def sample(self, item_id: int) -> EditSample:
         """The candidate as an ``EditSample`` with its review record in ``review``."""
@@ -66,10 +68,17 @@ class QueueReads:
             decisions = self.decisions_of(tx, item_id)
             rule = self.agreement_in(tx)
         meta, src, tgt, mask, status, required, decided_at, case_id, resolved_by = row
-        sample = EditSample.from_parts(json.loads(meta), decode_image(self.blobs.read(src)),
+        meta = json.loads(meta)
+        # A paraphrase any reviewer struck is not published (nor trained on).
+        struck = {i for d in decisions for i in json.loads(d[5] or "[]")}
+        paraphrases = meta.get("paraphrases") or []
+        meta["paraphrases"] = [p for i, p in enumerate(paraphrases) if i not in struck]
+        sample = EditSample.from_parts(meta, decode_image(self.blobs.read(src)),
                                        decode_image(self.blobs.read(tgt)), decode_mask(self.blobs.read(mask)))
         sample.review = review_record(status, decisions, decided_at, rule=rule, required=required,
                                       case_id=case_id, resolved_by=resolved_by)
+        if struck:
+            sample.review["struck_paraphrases"] = [p for i, p in enumerate(paraphrases) if i in struck]
         return sample
 
     def approved_unpublished(self) -> list[int]:
@@ -83,9 +92,10 @@ class QueueReads:
             items = tx.all("SELECT id, key, case_id, instruction, scenario, op, status, required, decided_at, "
                            "published_at, resolved_by FROM items ORDER BY id")
             votes: dict[int, list] = {}
-            for item_id, reviewer, verdict, at in tx.all(
-                    "SELECT item_id, reviewer, verdict, at FROM decisions WHERE undone_at IS NULL ORDER BY id"):
-                votes.setdefault(item_id, []).append({"reviewer": reviewer, "verdict": verdict, "at": at})
+            for item_id, *decision in tx.all(
+                    "SELECT item_id, reviewer, verdict, at, reason, note, struck FROM decisions "
+                    "WHERE undone_at IS NULL ORDER BY id"):
+                votes.setdefault(item_id, []).append(decision_record(*decision))
         for r in items:
             yield {"item_id": r[0], "key": r[1], "case_id": r[2], "instruction": r[3], "scenario": r[4],
                    "op": r[5], "status": r[6], "required": r[7], "decided_at": r[8], "published_at": r[9],

@@ -11,6 +11,31 @@ ITEM_COLUMNS = ("id, key, case_id, instruction, scenario, op, meta, src, tgt, ma
                 "status, lease_reviewer, lease_until")
 
 
+# Reject reasons: stored key -> what the reviewer sees (keys 1-4 in the page, in this order).
+REJECT_REASONS = {"wrong_object": "wrong object", "artifact": "artifact", "instruction": "instruction wrong",
+                  "other": "other"}
+MAX_NOTE = 500
+MAX_STRUCK = 64
+
+
+def check_decision(verdict: str, reason: str | None, note: str | None, struck) -> tuple:
+    """Validate what a reviewer sends with a verdict; ``(reason, note, struck as JSON)`` or
+    ``QueueError('bad_decision')`` in one sentence naming the field."""
+    from .errors import QueueError
+
+    if verdict not in ("approve", "reject"):
+        raise QueueError("bad_decision", f"verdict must be approve or reject, got {verdict!r}")
+    if reason is not None and (verdict != "reject" or reason not in REJECT_REASONS):
+        raise QueueError("bad_decision", f"reason goes with a reject and is one of {list(REJECT_REASONS)}, "
+                         f"got {reason!r}")
+    if note is not None and (not isinstance(note, str) or len(note) > MAX_NOTE):
+        raise QueueError("bad_decision", f"note must be text of at most {MAX_NOTE} characters")
+    struck = list(struck or ())
+    if len(struck) > MAX_STRUCK or not all(type(i) is int and 0 <= i for i in struck):
+        raise QueueError("bad_decision", "struck must be a list of paraphrase indexes (whole numbers from 0)")
+    return reason, (note.strip() or None) if note else None, json.dumps(sorted(set(struck)))
+
+
 def agreement_status(verdicts: list[str], required: int, rule: str) -> str:
     """Status of an item from its active verdicts ('approve' / 'reject').
 
@@ -67,11 +92,23 @@ def iso_time(ts: float | None) -> str | None:
     return datetime.fromtimestamp(ts, tz=timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
+def decision_record(reviewer: str, verdict: str, at: float, reason: str | None, note: str | None,
+                    struck: str | None) -> dict:
+    """One decision as exported (JSONL): ``at`` in epoch seconds, ``struck`` paraphrase indexes."""
+    return {"reviewer": reviewer, "verdict": verdict, "at": at, "reason": reason, "note": note,
+            "struck": json.loads(struck or "[]")}
+
+
 def review_record(status: str, decisions: list[tuple], decided_at: float | None, *, rule: str,
                   required: int, case_id: str, resolved_by: str | None = None) -> dict:
     """``EditSample.review`` for a reviewed candidate: status, the reviewer who completed it, the
-    time (ISO 8601 UTC), every vote and how they were combined."""
-    votes = [{"reviewer": r, "verdict": v, "time": iso_time(at)} for r, v, at in decisions]
+    time (ISO 8601 UTC), every vote (with its reject reason, comment and struck paraphrase
+    indexes) and how they were combined. ``decisions``: ``QueueReads.decisions_of`` rows."""
+    votes = []
+    for decision in decisions:
+        vote = decision_record(*decision)
+        vote["time"] = iso_time(vote.pop("at"))
+        votes.append(vote)
     record = {
         "status": status,
         "reviewer": resolved_by or (votes[-1]["reviewer"] if votes else None),

@@ -33,12 +33,35 @@ from .db import Database, is_postgres_url, sqlite_path
 from .errors import NotFound, QueueError
 from .outline import outline_png
 from .reads import QueueReads
-from .records import ITEM_COLUMNS, agreement_status, item_view
+from .records import ITEM_COLUMNS, agreement_status, check_decision, item_view
 
 VERDICTS = ("approve", "reject")
 AGREEMENT_RULES = ("unanimous", "majority")
 DEFAULTS = {"reviews_per_item": "1", "agreement": "unanimous"}
 AUTH_CACHE_S = 5.0
+
+
+# claim(): renew the lease of the item the reviewer holds, else take the first free one they have
+# neither decided nor skipped (SKIP LOCKED on Postgres: concurrent claims never wait on each other).
+_RENEW = ("UPDATE items SET lease_until = ? WHERE id = (SELECT id FROM items WHERE lease_reviewer = ? "
+          "AND status = 'pending' ORDER BY id LIMIT 1{lock})")
+_TAKE = ("UPDATE items SET lease_reviewer = ?, lease_until = ? WHERE id = ("
+         "SELECT i.id FROM items i WHERE i.status = 'pending' AND (i.lease_until IS NULL OR i.lease_until < ?) "
+         "AND NOT EXISTS (SELECT 1 FROM decisions d WHERE d.item_id = i.id AND d.reviewer = ? AND d.undone_at IS NULL) "
+         "AND NOT EXISTS (SELECT 1 FROM skips s WHERE s.item_id = i.id AND s.reviewer = ?){also} "
+         "ORDER BY i.id LIMIT 1{lock})")
+# "candidate 2 of 4" and "review 2 of 3" for the claimed row ``p``.
+_CASE_COUNTS = ("(SELECT COUNT(*) FROM items c WHERE c.case_id = p.case_id), "
+                "(SELECT COUNT(*) FROM items c WHERE c.case_id = p.case_id AND c.id < p.id), "
+                "(SELECT COUNT(*) FROM decisions d WHERE d.item_id = p.id AND d.undone_at IS NULL)")
+# Postgres: both updates and the counts as one statement; ``taken`` runs only when ``renewed`` is empty.
+_PG_CLAIM = (f"WITH renewed AS ({_RENEW.format(lock=' FOR UPDATE')} RETURNING {ITEM_COLUMNS}), "
+             f"taken AS ({_TAKE.format(also=' AND NOT EXISTS (SELECT 1 FROM renewed)', lock=' FOR UPDATE SKIP LOCKED')} "
+             f"RETURNING {ITEM_COLUMNS}), "
+             f"p AS (SELECT * FROM renewed UNION ALL SELECT * FROM taken) "
+             f"SELECT p.*, {_CASE_COUNTS} FROM p")
+_RENEW = _RENEW.format(lock="")
+_TAKE = _TAKE.format(also="", lock="")
 
 
 class ReviewStore(QueueReads):
@@ -179,42 +202,39 @@ class ReviewStore(QueueReads):
         """
         now = self.clock()
         until = now + self.lease_seconds
+        if self.db.postgres:
+            # Renew-or-take and the case counts in one autocommit statement: one round trip.
+            with self.db.single() as tx:
+                row = tx.one(_PG_CLAIM, (until, reviewer, reviewer, until, now, reviewer, reviewer))
+            return None if row is None else item_view(row[:-3], case_size=row[-3], case_index=row[-2] + 1,
+                                                      reviews_done=row[-1])
         with self.db.write(durable=False) as tx:
-            row = tx.one(
-                f"UPDATE items SET lease_until = ? WHERE id = (SELECT id FROM items WHERE lease_reviewer = ? "
-                f"AND status = 'pending' ORDER BY id LIMIT 1{self.db.for_update}) RETURNING {ITEM_COLUMNS}",
-                (until, reviewer))
+            row = tx.one(f"{_RENEW} RETURNING {ITEM_COLUMNS}", (until, reviewer))
             if row is None:
-                row = tx.one(
-                    "UPDATE items SET lease_reviewer = ?, lease_until = ? WHERE id = ("
-                    "SELECT i.id FROM items i WHERE i.status = 'pending' "
-                    "AND (i.lease_until IS NULL OR i.lease_until < ?) "
-                    "AND NOT EXISTS (SELECT 1 FROM decisions d WHERE d.item_id = i.id "
-                    "AND d.reviewer = ? AND d.undone_at IS NULL) "
-                    "AND NOT EXISTS (SELECT 1 FROM skips s WHERE s.item_id = i.id AND s.reviewer = ?) "
-                    f"ORDER BY i.id LIMIT 1{self.db.skip_locked}) RETURNING {ITEM_COLUMNS}",
-                    (reviewer, until, now, reviewer, reviewer))
+                row = tx.one(f"{_TAKE} RETURNING {ITEM_COLUMNS}", (reviewer, until, now, reviewer, reviewer))
             if row is None:
                 return None
         with self.db.read() as tx:
             # Shown beside the item ("candidate 2 of 4", "review 2 of 3"); read outside the write
             # transaction so it does not hold the SQLite write lock.
-            size, before, done = tx.one(
-                "SELECT (SELECT COUNT(*) FROM items WHERE case_id = ?), "
-                "(SELECT COUNT(*) FROM items WHERE case_id = ? AND id < ?), "
-                "(SELECT COUNT(*) FROM decisions WHERE item_id = ? AND undone_at IS NULL)",
-                (row[2], row[2], row[0], row[0]))
+            size, before, done = tx.one(f"SELECT {_CASE_COUNTS} FROM items p WHERE p.id = ?", (row[0],))
         return item_view(row, case_size=size, case_index=before + 1, reviews_done=done)
 
-    def decide(self, item_id: int, reviewer: str, verdict: str) -> dict:
+    def decide(self, item_id: int, reviewer: str, verdict: str, *, reason: str | None = None,
+               note: str | None = None, struck: Iterable[int] = (), require_lease: bool = False) -> dict:
         """Record ``verdict`` (approve / reject) by ``reviewer``; returns the item's new status.
 
+        ``reason``: a ``REJECT_REASONS`` key (rejections only); ``note``: a free-text comment;
+        ``struck``: indexes into the item's ``paraphrases`` that this reviewer strikes (struck
+        ones are not published). ``require_lease``: the reviewer must hold the item's lease (the
+        web app always asks for this; rules and scripts deciding in bulk need not).
+
         Raises ``NotFound``, or ``QueueError`` with code ``lease_lost`` (another reviewer holds
-        it now), ``closed`` (already decided by others) or ``already_decided`` (this reviewer
-        gave the other verdict; undo first).
+        it now), ``not_leased`` (``require_lease`` and the item is not leased to this reviewer),
+        ``closed`` (already decided by others), ``already_decided`` (this reviewer gave the other
+        verdict; undo first) or ``bad_decision`` (an unknown verdict, reason or paraphrase index).
         """
-        if verdict not in VERDICTS:
-            raise QueueError("bad_verdict", f"verdict must be one of {VERDICTS}, got {verdict!r}")
+        reason, note, struck_json = check_decision(verdict, reason, note, struck)
         now = self.clock()
         with self.db.write() as tx:
             # One round trip for everything the decision depends on (it matters on Postgres).
@@ -237,18 +257,36 @@ class ReviewStore(QueueReads):
                 return {"item_id": item_id, "status": status, "verdict": verdict, "repeated": True}
             if status != "pending":
                 raise QueueError("closed", f"this item is already {status}")
-            if holder not in (None, reviewer) and lease_until is not None and lease_until >= now:
-                raise QueueError("lease_lost", "your lease ran out and another reviewer has this item now")
+            held_by_other = holder not in (None, reviewer) and lease_until is not None and lease_until >= now
+            if held_by_other:
+                raise QueueError("lease_lost", "this item is held by another reviewer now (if it was yours, "
+                                 "your lease ran out and it was handed on)")
+            if require_lease and holder != reviewer:
+                # Nobody else holds it either; an expired lease of the same reviewer still counts.
+                raise QueueError("not_leased", "this item is not leased to you: it was never handed to you "
+                                 "or you passed it on; take items from /api/next")
+            if struck_json != "[]":
+                self._check_struck(tx, item_id, json.loads(struck_json))
             verdicts = ["approve"] * approvals + ["reject"] * rejections + [verdict]
             new_status = agreement_status(verdicts, required, rule or DEFAULTS["agreement"])
-            tx.run("INSERT INTO decisions (item_id, reviewer, verdict, at) VALUES (?, ?, ?, ?)",
-                   (item_id, reviewer, verdict, now))
-            tx.run("UPDATE items SET status = ?, lease_reviewer = NULL, lease_until = NULL, decided_at = ? "
-                   "WHERE id = ?", (new_status, now if new_status != "pending" else None, item_id))
+            # Nothing below is read back: on Postgres it goes out with the COMMIT in one round trip.
+            tx.defer("INSERT INTO decisions (item_id, reviewer, verdict, at, reason, note, struck) "
+                     "VALUES (?, ?, ?, ?, ?, ?, ?)", (item_id, reviewer, verdict, now, reason, note, struck_json))
+            tx.defer("UPDATE items SET status = ?, lease_reviewer = NULL, lease_until = NULL, decided_at = ? "
+                     "WHERE id = ?", (new_status, now if new_status != "pending" else None, item_id))
             if skipped:
-                tx.run("DELETE FROM skips WHERE item_id = ? AND reviewer = ?", (item_id, reviewer))
-            self._audit(tx, now, reviewer, verdict, item_id, {"status": new_status})
+                tx.defer("DELETE FROM skips WHERE item_id = ? AND reviewer = ?", (item_id, reviewer))
+            detail = {"status": new_status, **({"reason": reason} if reason else {})}
+            self._audit(tx, now, reviewer, verdict, item_id, detail)
         return {"item_id": item_id, "status": new_status, "verdict": verdict, "repeated": False}
+
+    @staticmethod
+    def _check_struck(tx, item_id: int, struck: list[int]) -> None:
+        meta = json.loads(tx.one("SELECT meta FROM items WHERE id = ?", (int(item_id),))[0])
+        count = len(meta.get("paraphrases") or [])
+        if max(struck) >= count:
+            raise QueueError("bad_decision", f"struck paraphrase {max(struck)} does not exist: this item has "
+                             f"{count} paraphrase(s), numbered from 0")
 
     def skip(self, item_id: int, reviewer: str) -> None:
         """Pass on an item: release it and do not offer it to this reviewer again (until
@@ -269,19 +307,31 @@ class ReviewStore(QueueReads):
             self._audit(tx, self.clock(), reviewer, "clear-skips", None, {"count": n})
         return n
 
-    def undo(self, reviewer: str) -> dict | None:
-        """Withdraw the reviewer's latest decision and re-open its item; None if there is none
-        (within ``undo_window_s``). The item is leased back to them unless someone else holds it."""
+    def undo(self, reviewer: str, decision_id: int | None = None) -> dict | None:
+        """Withdraw one of the reviewer's decisions (their latest, or ``decision_id`` from their
+        history) and re-open its item; None if there is no such active decision within
+        ``undo_window_s``. The item is leased back to them unless someone else holds it.
+
+        Refused (``QueueError`` code ``published``) once a publish run has taken the item: from
+        that moment it may be in a published dataset, and the queue must keep saying what the
+        dataset says.
+        """
         now = self.clock()
         with self.db.write() as tx:
             last = tx.one("SELECT id, item_id, verdict FROM decisions WHERE reviewer = ? AND undone_at IS NULL "
-                          "AND at >= ? ORDER BY id DESC LIMIT 1", (reviewer, now - self.undo_window_s))
+                          "AND at >= ?" + (" AND id = ?" if decision_id is not None else "")
+                          + " ORDER BY id DESC LIMIT 1",
+                          (reviewer, now - self.undo_window_s)
+                          + ((int(decision_id),) if decision_id is not None else ()))
             if last is None:
                 return None
             decision_id, item_id, verdict = last
             item = self._lock_item(tx, item_id)
             if item[5] is not None:
                 raise QueueError("published", "this item is already published and cannot be re-opened")
+            if item[6] is not None:
+                raise QueueError("published", "a publish run has taken this item (it is being written to a "
+                                 "published dataset), so it can no longer be re-opened")
             tx.run("UPDATE decisions SET undone_at = ? WHERE id = ?", (now, decision_id))
             # Hand the item back to the reviewer, releasing whatever they held before, unless
             # another reviewer holds it right now (two holders is what leases exist to prevent).
@@ -312,8 +362,10 @@ class ReviewStore(QueueReads):
         return {"item_id": item_id, "status": status}
 
     def _lock_item(self, tx, item_id: int) -> tuple:
-        """(id, status, required, lease_reviewer, lease_until, published_at), row-locked on Postgres."""
-        row = tx.one("SELECT id, status, required, lease_reviewer, lease_until, published_at FROM items "
+        """(id, status, required, lease_reviewer, lease_until, published_at, publish_claimed_at),
+        row-locked on Postgres."""
+        row = tx.one("SELECT id, status, required, lease_reviewer, lease_until, published_at, "
+                     "publish_claimed_at FROM items "
                      f"WHERE id = ?{self.db.for_update}", (int(item_id),))
         if row is None:
             raise NotFound("no_item", f"no item {item_id}")
@@ -325,15 +377,33 @@ class ReviewStore(QueueReads):
 
     @staticmethod
     def _audit(tx, at: float, actor: str, action: str, item_id: int | None, detail: dict) -> None:
-        tx.run("INSERT INTO audit (at, actor, action, item_id, detail) VALUES (?, ?, ?, ?, ?)",
+        tx.defer("INSERT INTO audit (at, actor, action, item_id, detail) VALUES (?, ?, ?, ?, ?)",
                (at, actor, action, item_id, json.dumps(detail, sort_keys=True)))
 
+    # -- publishing ---------------------------------------------------------------------------
+    def claim_for_publish(self, run: str) -> list[int]:
+        """Take every approved, unpublished item for publish run ``run``; returns their ids in
+        queue order. Committed (fsync) before the caller writes any of them to a shard, and from
+        then on ``undo`` refuses them, so an item in a shard can never be re-opened and rejected.
+        Items that a run killed before ``mark_published`` had taken are taken again. One publisher
+        per queue at a time (as per data folder and prefix).
+        """
+        now = self.clock()
+        with self.db.write() as tx:
+            rows = tx.all("UPDATE items SET publish_run = ?, publish_claimed_at = COALESCE(publish_claimed_at, ?) "
+                          "WHERE status = 'approved' AND published_at IS NULL RETURNING id", (run, now))
+            ids = sorted(r[0] for r in rows)
+            if ids:
+                self._audit(tx, now, "publish", "publish-claim", None, {"run": run, "items": len(ids)})
+        return ids
+
     def mark_published(self, item_ids: Iterable[int], actor: str = "publish") -> None:
+        """Record that ``item_ids`` are committed in a dataset's shards (after the shards commit)."""
         now = self.clock()
         with self.db.write() as tx:
             for item_id in item_ids:
-                if tx.run("UPDATE items SET published_at = ? WHERE id = ? AND published_at IS NULL",
-                          (now, item_id)):
+                if tx.run("UPDATE items SET published_at = ?, publish_claimed_at = COALESCE(publish_claimed_at, ?) "
+                          "WHERE id = ? AND published_at IS NULL", (now, now, item_id)):
                     self._audit(tx, now, actor, "publish", item_id, {})
 
 
@@ -348,15 +418,18 @@ def _chunked_in(tx, sql: str, values: list, size: int = 500) -> list[tuple]:
 
 def open_store(url: str | Path, *, blob_dir: str | Path | None = None, lease_seconds: float = 300.0,
                undo_window_s: float = 3600.0, reviews_per_item: int | None = None,
-               agreement: str | None = None) -> ReviewStore:
+               agreement: str | None = None, create: bool = True) -> ReviewStore:
     """Open (creating if needed) a review queue.
+
+    ``create=False``: a queue that does not exist is an error (``QueueMissing``), for commands
+    that only read or serve a queue, so a mistyped path is not taken for a new, empty queue.
 
     ``url``: ``sqlite:///path/queue.db`` or a plain path (SQLite, WAL) or ``postgresql://...``.
     ``blob_dir``: where images live; remembered in the database. Defaults to ``blobs/`` beside
     a SQLite file; a Postgres queue needs it once, when candidates are first added (then every process
     finds it there).
     """
-    db = Database(url)
+    db = Database(url, create=create)
     with db.read() as tx:
         row = tx.one("SELECT value FROM settings WHERE name = 'blob_dir'")
     # A SQLite queue folder may have been moved or copied: then its own blobs/ wins over the

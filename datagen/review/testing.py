@@ -111,8 +111,10 @@ class ReviewServer:
     """``python -m datagen review serve`` as a child process on a loopback port."""
 
     def __init__(self, db_url: str, *, port: int | None = None, lease_seconds: float = 300.0,
-                 blob_dir: str | Path | None = None, log_path: Path | None = None):
+                 blob_dir: str | Path | None = None, log_path: Path | None = None,
+                 sign_in_failures: int = 20):
         self.db_url = db_url
+        self.sign_in_failures = sign_in_failures
         self.port = port or free_port()
         self.lease_seconds = lease_seconds
         self.blob_dir = blob_dir
@@ -125,7 +127,8 @@ class ReviewServer:
 
     def start(self, timeout: float = 30.0) -> "ReviewServer":
         cmd = [sys.executable, "-m", "datagen", "review", "serve", "--db", self.db_url,
-               "--host", "127.0.0.1", "--port", str(self.port), "--lease-seconds", str(self.lease_seconds)]
+               "--host", "127.0.0.1", "--port", str(self.port), "--lease-seconds", str(self.lease_seconds),
+               "--sign-in-failures", str(self.sign_in_failures)]
         if self.blob_dir:
             cmd += ["--blobs", str(self.blob_dir)]
         out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
@@ -185,7 +188,8 @@ class ReviewerClient:
         self.outage_s = outage_s
         parts = urlsplit(base_url)
         self._address = (parts.hostname, parts.port)
-        self._headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
+        self._headers = {"Authorization": f"Bearer {token}", "Accept": "application/json",
+                         "Content-Type": "application/json"}
         self._conn: http.client.HTTPConnection | None = None
         self.claims: list[int] = []                  # item ids /api/next handed to us
         self.acks: list[tuple[int, str]] = []        # (item id, verdict) answered 200
@@ -196,7 +200,7 @@ class ReviewerClient:
     def _send(self, method: str, path: str) -> tuple[int, dict]:
         if self._conn is None:
             self._conn = http.client.HTTPConnection(*self._address, timeout=30)
-        self._conn.request(method, path, headers=self._headers)
+        self._conn.request(method, path, body=b"{}" if method == "POST" else None, headers=self._headers)
         response = self._conn.getresponse()
         return response.status, json.loads(response.read() or b"{}")
 

@@ -44,6 +44,8 @@ def _recolor(image: np.ndarray, mask: np.ndarray, hue_shift: int) -> np.ndarray:
     return np.asarray(Image.fromarray(hsv, mode="HSV").convert("RGB"))
 
 
+PARAPHRASES = ["Recolour the thing under the cup.", "Paint the cup's plate another colour.", "Make it pink."]
+
 PHRASES = [
     ("What holds the cup? Change it into blue.", 150),
     ("Which object keeps a hot drink from marking the table? Make it green.", 80),
@@ -62,6 +64,7 @@ def photo_candidate(index: int, *, instruction: str | None = None, case_id: str 
         instruction=instruction or text, scenario="reasoning", op="recolor",
         target={"category": "saucer", "box": [38, 35, 240, 193]},
         provenance={"case_id": case_id, "builder": "tests", "seed": index},
+        paraphrases=list(PARAPHRASES),
     )
 
 

@@ -28,7 +28,8 @@ def site(tmp_path_factory):
     token = store.add_reviewer("ann")
     blob = store.claim("nobody")["images"]["src"]
     store.close()
-    server = ReviewServer(db, log_path=root / "server.log").start()
+    # Every test here sends bad tokens on purpose: a high sign-in failure limit (test_guards checks it).
+    server = ReviewServer(db, log_path=root / "server.log", sign_in_failures=10_000).start()
     yield {"url": server.url, "token": token, "blob": blob, "root": root}
     server.stop()
 
@@ -62,7 +63,9 @@ def test_pages_with_data_redirect_to_sign_in(site):
 
 def test_sign_in_sets_an_http_only_cookie_that_works(site):
     assert httpx.post(site["url"] + "/api/login", json={"token": "wrong"}).status_code == 401
-    assert httpx.post(site["url"] + "/api/login", content=b"not json").status_code == 401
+    assert httpx.post(site["url"] + "/api/login", content=b"not json").status_code == 415
+    assert httpx.post(site["url"] + "/api/login", content=b"not json",
+                      headers={"Content-Type": "application/json"}).status_code == 400
     response = httpx.post(site["url"] + "/api/login", json={"token": site["token"]})
     assert response.status_code == 200 and response.json()["name"] == "ann"
     cookie = response.headers["set-cookie"].lower()
@@ -103,13 +106,13 @@ def test_decide_and_undo_over_http(site):
     with httpx.Client(base_url=site["url"], headers=auth) as client:
         item = client.get("/api/next").json()["item"]
         assert client.get("/api/next").json()["item"]["id"] == item["id"]
-        assert client.post(f"/api/items/{item['id']}/approve").json()["status"] == "approved"
-        assert client.post(f"/api/items/{item['id']}/reject").status_code == 409
-        assert client.post(f"/api/items/{item['id']}/frobnicate").status_code == 404
-        assert client.post("/api/items/999999/approve").status_code == 404
-        assert client.post("/api/items/1/resolve/approve").status_code == 403   # ann is no admin
+        assert client.post(f"/api/items/{item['id']}/approve", json={}).json()["status"] == "approved"
+        assert client.post(f"/api/items/{item['id']}/reject", json={}).status_code == 409
+        assert client.post(f"/api/items/{item['id']}/frobnicate", json={}).status_code == 404
+        assert client.post("/api/items/999999/approve", json={}).status_code == 404
+        assert client.post("/api/items/1/resolve/approve", json={}).status_code == 403   # ann is no admin
         assert client.get("/api/progress").json()["mine"] == 1
-        assert client.post("/api/undo").json()["undone"]["item_id"] == item["id"]
+        assert client.post("/api/undo", json={}).json()["undone"]["item_id"] == item["id"]
         assert client.get("/api/next").json()["item"]["id"] == item["id"]
         assert client.get("/api/history").json()["history"][0]["undone"] is True
         stats = client.get("/api/stats").json()

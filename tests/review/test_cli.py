@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from datagen.cli import main
-from datagen.review import open_store
+from datagen.review import QueueMissing, open_store
 from .candidates import tiny_candidate
 
 
@@ -27,7 +29,8 @@ def test_review_commands_end_to_end(tmp_path, capsys):
     assert main(["review", "export", "--db", db, "-o", str(out)]) == 0
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(rows) == 5 and [r["status"] for r in rows].count("approved") == 2
-    assert rows[1]["decisions"] == [{"reviewer": "ann", "verdict": "reject", "at": rows[1]["decisions"][0]["at"]}]
+    assert rows[1]["decisions"] == [{"reviewer": "ann", "verdict": "reject", "at": rows[1]["decisions"][0]["at"],
+                                     "reason": None, "note": None, "struck": []}]
     assert main(["review", "export", "--db", db, "--status", "approved"]) == 0
     assert len(capsys.readouterr().out.splitlines()) == 2
     assert main(["review", "export", "--db", db, "--audit"]) == 0
@@ -46,3 +49,27 @@ def test_review_commands_end_to_end(tmp_path, capsys):
     assert main(args) == 0
     assert "published 0 newly approved" in capsys.readouterr().out
     store.close()
+
+
+def test_a_mistyped_queue_path_is_an_error_not_a_new_queue(tmp_path, capsys):
+    missing = tmp_path / "nope" / "queue.db"
+    commands = [["review", "serve", "--db", str(missing)], ["review", "add-reviewer", "ann", "--db", str(missing)],
+                ["review", "export", "--db", f"sqlite:///{missing}"], ["review", "stats", "--db", str(missing)],
+                ["publish-reviewed", "--db", str(missing), "--out", str(tmp_path / "data"), "--name", "r",
+                 "--manifests", str(tmp_path / "manifests")]]
+    for argv in commands:
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("error: --db: no review queue at") and str(missing) in err and "\n" not in err
+    assert not missing.parent.exists() and not (tmp_path / "data").exists()
+
+
+@pytest.mark.postgres
+def test_a_postgres_database_without_a_queue_is_an_error(postgres_url, capsys):
+    with pytest.raises(QueueMissing) as err:
+        open_store(postgres_url, create=False)
+    assert "no review queue in that PostgreSQL database" in err.value.detail
+    assert main(["review", "stats", "--db", postgres_url]) == 2
+    assert capsys.readouterr().err.startswith("error: --db: no review queue in that PostgreSQL database")
+    open_store(postgres_url).close()                                    # a filling command creates it
+    open_store(postgres_url, create=False).close()

@@ -70,3 +70,19 @@ def test_a_crash_before_marking_published_does_not_duplicate(sqlite_store, tmp_p
     assert (rerun.written, rerun.already) == (0, 4)
     assert store.approved_unpublished() == []
     assert len(list(read_samples(rerun.manifest))) == 4
+
+
+def test_an_item_taken_by_a_publish_run_cannot_be_undone(store):
+    """Between the claim and the mark (a publish in progress, or one killed there) undo is refused
+    with a message that says why; an undo before the claim keeps the item out of the publish."""
+    store.add_many([tiny_candidate(i) for i in range(3)])
+    first, second, _ = (review_all(store, name, ["approve"])[0] for name in ("ann", "bob", "cy"))
+    store.undo("bob")                                          # before any publish: allowed
+    store.decide(second, "bob", "reject")
+    assert store.claim_for_publish("run-1") == [first, first + 2]
+    with pytest.raises(QueueError) as err:
+        store.undo("ann")
+    assert err.value.code == "published" and "publish run has taken this item" in err.value.detail
+    assert store.claim_for_publish("run-2") == [first, first + 2]   # a dead run's items are taken again
+    store.mark_published([first, first + 2])
+    assert store.claim_for_publish("run-3") == []

@@ -192,3 +192,46 @@ def test_stats_report_agreement_between_reviewers(store):
     assert table["bob"]["agreement"] == 0.75
     assert stats["conflicted"][0]["votes"] == [{"reviewer": "ann", "verdict": "approve"},
                                                {"reviewer": "bob", "verdict": "reject"}]
+
+
+def test_reject_reasons_notes_and_struck_paraphrases_are_recorded(store):
+    from .candidates import photo_candidate
+
+    store.add_many([photo_candidate(i) for i in range(3)])
+    first = store.claim("ann")
+    assert first["paraphrases"] and len(first["paraphrases"]) == 3
+    store.decide(first["id"], "ann", "approve", struck=[2, 0, 2])
+    second = store.claim("ann")
+    store.decide(second["id"], "ann", "reject", reason="artifact", note="  smear on the left  ")
+    third = store.claim("ann")
+    for bad in ({"verdict": "reject", "reason": "ugly"}, {"verdict": "approve", "reason": "artifact"},
+                {"verdict": "approve", "struck": [3]}, {"verdict": "approve", "struck": [-1]},
+                {"verdict": "approve", "struck": ["0"]}, {"verdict": "reject", "note": "x" * 501}):
+        with pytest.raises(QueueError) as err:
+            store.decide(third["id"], "ann", bad.pop("verdict"), **bad)
+        assert err.value.code == "bad_decision"
+    rows = {r["item_id"]: r["decisions"][0] for r in store.export_rows() if r["decisions"]}
+    assert rows[first["id"]]["struck"] == [0, 2] and rows[first["id"]]["reason"] is None
+    assert (rows[second["id"]]["reason"], rows[second["id"]]["note"]) == ("artifact", "smear on the left")
+    assert [e["reason"] for e in store.history("ann")] == ["artifact", None]
+    rejected = store.sample(second["id"]).review["decisions"][0]              # what a publish would write
+    assert (rejected["reason"], rejected["note"], rejected["time"].endswith("Z")) == ("artifact", "smear on the left", True)
+    approved = store.sample(first["id"])
+    assert approved.paraphrases == [first["paraphrases"][1]]
+    assert approved.review["struck_paraphrases"] == [first["paraphrases"][0], first["paraphrases"][2]]
+
+
+def test_deciding_with_require_lease_needs_the_lease(store):
+    now = [1000.0]
+    store.clock = lambda: now[0]
+    store.add_many([tiny_candidate(i) for i in range(3)])
+    held = store.claim("ann")["id"]
+    with pytest.raises(QueueError) as err:
+        store.decide(held + 1, "ann", "approve", require_lease=True)      # never handed to ann
+    assert err.value.code == "not_leased"
+    with pytest.raises(QueueError) as err:
+        store.decide(held, "bob", "approve", require_lease=True)          # ann holds it
+    assert err.value.code == "lease_lost" and "held by another reviewer" in err.value.detail
+    now[0] += store.lease_seconds + 1                                    # expired, nobody took it:
+    assert store.decide(held, "ann", "approve", require_lease=True)["status"] == "approved"  # still ann's
+    assert store.decide(held + 1, "cy", "reject")["status"] == "rejected"  # rules and scripts need none

@@ -13,7 +13,11 @@ document.getElementById("login-form").addEventListener("submit", async (event) =
   if (response.ok) {
     location.replace("/");
   } else {
-    error.textContent = "That token is not valid. Ask an admin for a new one.";
+    const body = await response.json().catch(() => ({}));
+    // 401: a wrong token; 429: too many wrong ones from this address (the server says how long).
+    error.textContent = response.status === 401
+      ? "That token is not valid. Ask an admin for a new one."
+      : body.detail || `Sign-in failed (HTTP ${response.status}).`;
     error.hidden = false;
   }
 });

@@ -3,8 +3,16 @@
 
 const $ = (id) => document.getElementById(id);
 
+let csrf = null;  // the session's CSRF token (from /api/me), sent with every change
+
 async function getJson(path, method = "GET") {
-  const response = await fetch(path, {method, credentials: "same-origin"});
+  const options = {method, credentials: "same-origin"};
+  if (method !== "GET") {
+    if (csrf === null) csrf = (await getJson("/api/me")).csrf || "";
+    options.headers = {"Content-Type": "application/json", "X-CSRF-Token": csrf};
+    options.body = "{}";
+  }
+  const response = await fetch(path, options);
   if (response.status === 401) {
     location.replace("/login");
     throw new Error("signed out");
