@@ -90,6 +90,9 @@ class JobConfig:
         if int(self.batch_size) < 1:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
         self.backends = {stage: b if isinstance(b, Backend) else Backend(**b) for stage, b in self.backends.items()}
+        from datagen.shards.encoding import ImageEncoding
+
+        ImageEncoding.check(self.image_format)  # png | jpg[:Q] | webp[:Q]
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -322,8 +325,11 @@ def _builder_facts(config: JobConfig) -> dict:
 def manifest_extra(config: JobConfig) -> dict:
     """Job facts recorded in the manifest beside the counts (as the CLI records them, plus the
     backend choices and the seed)."""
+    from datagen.shards.encoding import ImageEncoding
+
     facts = _builder_facts(config)
-    return {"builder": facts["name"], "settings": facts["settings"], "source": config.source,
+    return {"image_encoding": ImageEncoding.parse(config.image_format).to_dict(),
+            "builder": facts["name"], "settings": facts["settings"], "source": config.source,
             "backends": {s: b.to_dict() for s, b in sorted(config.backends.items())}, "seed": config.seed}
 
 

@@ -1,0 +1,112 @@
+"""How a sample's images become tar members: the image format option and an encoder that encodes
+each distinct image once.
+
+The three samples of an understanding instance share three images (remove x1 -> y1, add y1 -> x1,
+replace x1 -> y4), so encoding src and tgt per sample did twice the work needed; encoding was the
+largest stage of the job (about half its wall time at demo:30, before this module).
+``SampleEncoder`` keys encoded bytes by the image's content (a SHA-1 of its pixels, 0.25 ms for a
+448x336 image against ~8 ms for its PNG) rather than by object identity, so a builder that reuses
+one buffer for different pixels still gets the right bytes.
+
+Formats (``image_format`` of ``ShardWriter``, ``JobConfig`` and the CLIs), measured on demo scenes
+(448x336) by ``bench/model_busy.py --formats``:
+
+* ``png`` (default, lossless): zlib level 1 -- level 0 is ~2.5x larger, levels 2-3 are 3-30 %
+  slower for 2-5 % smaller files, level 6 (Pillow's default) ~4x slower;
+* ``jpg[:QUALITY]`` (default quality 95) and ``webp[:QUALITY]`` (default 90): lossy, 4-6x smaller.
+
+Masks stay lossless PNG (``datagen.imageio.encode_mask``) whatever the image format.
+"""
+from __future__ import annotations
+
+import hashlib
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import numpy as np
+
+from datagen.imageio import encode_image, encode_mask
+from datagen.schema import EditSample
+
+IMAGE_FORMATS = ("png", "jpg", "webp")
+DEFAULT_QUALITY = {"jpg": 95, "webp": 90}
+
+
+@dataclass(frozen=True)
+class ImageEncoding:
+    """``format`` (``png`` | ``jpg`` | ``webp``) and ``quality`` (1-100; None for ``png``)."""
+
+    format: str = "png"
+    quality: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.format not in IMAGE_FORMATS:
+            raise ValueError(f"image_format must be one of {IMAGE_FORMATS} (optionally FORMAT:QUALITY), "
+                             f"got {self.format!r}")
+        if self.format == "png" and self.quality is not None:
+            raise ValueError("image_format png is lossless and takes no quality; use png, jpg:Q or webp:Q")
+        if self.quality is not None and not 1 <= int(self.quality) <= 100:
+            raise ValueError(f"image_format quality must be 1-100, got {self.quality}")
+
+    @classmethod
+    def parse(cls, spec: str) -> "ImageEncoding":
+        """``"png"``, ``"jpg"``, ``"jpg:90"``, ``"webp:80"`` -> ``ImageEncoding``."""
+        fmt, _, quality = str(spec).partition(":")
+        if quality and not quality.isdigit():
+            raise ValueError(f"image_format quality must be an integer 1-100, got {spec!r}")
+        return cls(fmt, int(quality) if quality else None)
+
+    @staticmethod
+    def check(spec: str) -> str:
+        """``spec`` unchanged if it parses (an argparse ``type``), else ``ValueError``."""
+        ImageEncoding.parse(spec)
+        return spec
+
+    @property
+    def effective_quality(self) -> int | None:
+        return self.quality if self.quality is not None else DEFAULT_QUALITY.get(self.format)
+
+    def to_dict(self) -> dict:
+        """What the manifest records (``image_encoding``); each sample's member names carry the
+        format (``KEY.src.webp``). Sample metadata is left as the builder made it, so a sample
+        reads back equal to what was written."""
+        return {"format": self.format, "quality": self.effective_quality, "mask": "png"}
+
+    def encode(self, image: np.ndarray) -> bytes:
+        """``HxWx3 uint8 RGB`` -> encoded bytes."""
+        return encode_image(image, self.format, quality=self.effective_quality or 0)
+
+
+class SampleEncoder:
+    """``encode(sample) -> (members, meta)`` for ``ShardWriter.write_encoded``: members
+    ``src.EXT``, ``tgt.EXT``, ``mask.png`` and ``meta = sample.metadata()``. The last ``cache_size`` distinct images are kept encoded (a
+    record's samples arrive together, so a few suffice). Not thread-safe: one per writer."""
+
+    def __init__(self, encoding: ImageEncoding, *, cache_size: int = 8):
+        self.encoding = encoding
+        self.cache_size = int(cache_size)
+        self._cache: OrderedDict[tuple, bytes] = OrderedDict()
+        self.encoded = 0  # images actually encoded
+        self.reused = 0  # images served from the cache
+
+    def encode(self, sample: EditSample) -> tuple[dict[str, bytes], dict]:
+        ext = self.encoding.format
+        members = {f"src.{ext}": self.image_bytes(sample.src), f"tgt.{ext}": self.image_bytes(sample.tgt),
+                   "mask.png": encode_mask(sample.mask)}
+        return members, sample.metadata()
+
+    def image_bytes(self, image: np.ndarray) -> bytes:
+        """Encoded ``image``, from the cache when the same pixels were encoded recently."""
+        image = np.ascontiguousarray(image)
+        key = (image.shape, image.dtype.str, hashlib.sha1(memoryview(image).cast("B")).digest())
+        data = self._cache.get(key)
+        if data is not None:
+            self._cache.move_to_end(key)
+            self.reused += 1
+            return data
+        data = self.encoding.encode(image)
+        self.encoded += 1
+        self._cache[key] = data
+        if len(self._cache) > self.cache_size:
+            self._cache.popitem(last=False)
+        return data
