@@ -16,13 +16,18 @@ failed is not marked, so a rerun retries it.
 """
 from __future__ import annotations
 
+import logging
 import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, fields
 from typing import Callable, Iterable, Iterator
 
+from datagen.overlap import background, prefetched
 from datagen.schema import EditSample, ImageRecord, Quarantined, SampleError
 from datagen.shards.index import attribute_of
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -74,46 +79,124 @@ def _work_items(records, ids) -> tuple[Iterator[tuple[str, Callable]], int | Non
     return ((r.id, (lambda r=r: r)) for r in records), total
 
 
-def _build_record(record: ImageRecord, builder, writer, stats: RunStats) -> bool:
-    """Write everything ``builder(record)`` yields. False if the record was quarantined."""
+@dataclass(frozen=True)
+class _Event:
+    """One outcome, in run order. ``kind``: ``seen`` (a work item; ``done`` = completed earlier),
+    ``record_quarantined`` (the source's ``Quarantined``), ``load_error``, ``item`` (what the
+    builder yielded), ``builder_error``, ``end`` (the builder finished the record)."""
+
+    kind: str
+    record_id: str
+    payload: object = None
+    done: bool = False
+    source: str | None = None
+
+
+def _events(work, done, builder, abandoned: set[str]) -> Iterator[_Event]:
+    """Load and build every work item; describe what happened as ``_Event``s, in order.
+
+    Stops building a record as soon as its id is in ``abandoned`` (the writer refused one of its
+    samples). Runs on the builder thread in overlapped mode, inline in sequential mode.
+    """
+    for record_id, load in work:
+        if record_id in done:
+            yield _Event("seen", record_id, done=True)
+            continue
+        yield _Event("seen", record_id)
+        try:
+            record = load()
+        except Exception as exc:
+            yield _Event("load_error", record_id, exc)
+            continue
+        if isinstance(record, Quarantined):
+            yield _Event("record_quarantined", record.id, record)
+            continue
+        yield from _build_events(record, builder, abandoned)
+
+
+def _build_events(record: ImageRecord, builder, abandoned: set[str]) -> Iterator[_Event]:
     try:
         items = iter(builder(record))
+        while record.id not in abandoned:
+            try:
+                item = next(items)
+            except StopIteration:
+                yield _Event("end", record.id, source=record.source)
+                return
+            yield _Event("item", record.id, item, source=record.source)
     except Exception as exc:
-        return _quarantine(writer, stats, Quarantined(record.id, "builder_error", _describe(exc), record.source))
-    while True:
-        try:
-            item = next(items)
-        except StopIteration:
-            return True
-        except Exception as exc:
-            return _quarantine(writer, stats, Quarantined(record.id, "builder_error", _describe(exc), record.source))
+        yield _Event("builder_error", record.id, exc, source=record.source)
+
+
+class _Outcomes:
+    """Applies ``_Event``s to the writer and the counts: the only code that touches the writer."""
+
+    def __init__(self, writer, stats: RunStats, abandoned: set[str]):
+        self.writer, self.stats, self.abandoned = writer, stats, abandoned
+        self._logged: set[str] = set()
+
+    def apply(self, ev: _Event) -> None:
+        stats, writer = self.stats, self.writer
+        if ev.kind == "seen":
+            stats.records += 1
+            stats.records_done_before += ev.done
+        elif ev.kind == "load_error":
+            self._quarantine(Quarantined(ev.record_id, "load_error", _describe(ev.payload)))
+        elif ev.kind == "record_quarantined":
+            self._quarantine(ev.payload)
+            writer.mark_record_done(ev.record_id)  # bad input stays bad: not retried
+        elif ev.record_id in self.abandoned:
+            return  # what the builder produced after the writer refused one of its samples
+        elif ev.kind == "item":
+            self._item(ev)
+        elif ev.kind == "builder_error":
+            self._log_first(ev.payload)
+            self._quarantine(Quarantined(ev.record_id, "builder_error", _describe(ev.payload), ev.source))
+        elif ev.kind == "end":
+            writer.mark_record_done(ev.record_id)
+
+    def _item(self, ev: _Event) -> None:
+        item, stats = ev.payload, self.stats
         if isinstance(item, Quarantined):
-            writer.skip(item.reason, item.id)
+            self.writer.skip(item.reason, item.id)
             stats.skipped[item.reason] += 1
-            continue
+            return
         try:
-            written = writer.write(item)
+            written = self.writer.write(item)
         except SampleError as exc:
+            self.abandoned.add(ev.record_id)
             detail = f"sample {getattr(item, 'key', '?')}: {exc}"
-            return _quarantine(writer, stats, Quarantined(record.id, "invalid_sample", detail, record.source))
+            self._quarantine(Quarantined(ev.record_id, "invalid_sample", detail, ev.source))
+            return
         if written:
             stats.count_sample(item)
         else:
             stats.duplicates += 1
 
+    def _quarantine(self, q: Quarantined) -> None:
+        self.writer.quarantine(q)
+        self.stats.quarantined[q.reason] += 1
 
-def _quarantine(writer, stats: RunStats, q: Quarantined) -> bool:
-    writer.quarantine(q)
-    stats.quarantined[q.reason] += 1
-    return False
+    def _log_first(self, exc: BaseException) -> None:
+        """The first builder error of each exception type keeps its traceback in the log: a bug
+        that fails every record must not end as one line per record."""
+        kind = type(exc).__name__
+        if kind not in self._logged:
+            self._logged.add(kind)
+            logger.warning("builder error (first %s of this run; later ones are only counted)", kind,
+                           exc_info=(type(exc), exc, exc.__traceback__))
 
 
 def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
+MODES = ("overlapped", "sequential")
+
+
 def run_builder(records, builder: Callable[[ImageRecord], Iterable[EditSample | Quarantined]], writer, *,
-                ids: Iterable[str] | None = None, progress: bool = True) -> RunStats:
+                ids: Iterable[str] | None = None, progress: bool = True, mode: str = "overlapped",
+                prefetch: int = 2, load_workers: int = 2, write_ahead: int = 32) -> RunStats:
     """Run ``builder`` over ``records`` and write what it yields through ``writer``.
 
     ``writer``: a ``ShardWriter`` or anything with its run protocol: ``done_records`` (a set-like
@@ -124,30 +207,38 @@ def run_builder(records, builder: Callable[[ImageRecord], Iterable[EditSample | 
     Records in ``writer.done_records`` are skipped. Exceptions from the builder or from loading a
     record are quarantined (``builder_error`` / ``load_error``) and the run goes on; exceptions from
     the writer itself (disk full...) stop the run. Shows a tqdm bar when ``progress``.
+
+    ``mode="overlapped"`` (default): records are loaded ``prefetch`` ahead on ``load_workers``
+    threads, the builder runs on a thread of its own, and up to ``write_ahead`` of its outputs wait
+    for the writer, which is only called from the calling thread, in order. A builder must not
+    modify an array after yielding a sample that holds it. ``mode="sequential"``: one thing at a
+    time in the calling thread. Both give the same shards, counts and markers.
     """
     from tqdm import tqdm
 
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     started = time.perf_counter()
     stats = RunStats()
     done = writer.done_records
     work, total = _work_items(records, ids)
+    abandoned: set[str] = set()
+    outcomes = _Outcomes(writer, stats, abandoned)
     desc = getattr(builder, "name", None) or getattr(builder, "__name__", "records")
-    with tqdm(work, total=total, desc=desc, unit="rec", disable=not progress, dynamic_ncols=True) as bar:
-        for record_id, load in bar:
-            stats.records += 1
-            if record_id in done:
-                stats.records_done_before += 1
-                continue
-            try:
-                record = load()
-            except Exception as exc:
-                _quarantine(writer, stats, Quarantined(record_id, "load_error", _describe(exc)))
-                continue
-            if isinstance(record, Quarantined):
-                _quarantine(writer, stats, record)
-                writer.mark_record_done(record.id)
-            elif _build_record(record, builder, writer, stats):
-                writer.mark_record_done(record.id)
-            bar.set_postfix(samples=stats.samples_written, refresh=False)
+    with tqdm(total=total, desc=desc, unit="rec", disable=not progress, dynamic_ncols=True) as bar, \
+            ThreadPoolExecutor(max(1, int(load_workers)), thread_name_prefix="load") as pool:
+        if mode == "sequential":
+            events = _events(work, done, builder, abandoned)
+        else:
+            ahead = prefetched(work, done.__contains__, pool, max(0, int(prefetch)))
+            events = background(lambda: _events(ahead, done, builder, abandoned), write_ahead, name="builder")
+        try:
+            for ev in events:
+                outcomes.apply(ev)
+                if ev.kind == "seen":
+                    bar.update(1)
+                    bar.set_postfix(samples=stats.samples_written, refresh=False)
+        finally:
+            events.close()  # overlapped: stops and joins the builder thread before the pool closes
     stats.seconds = time.perf_counter() - started
     return stats
