@@ -253,7 +253,8 @@ def _write_marker(config: JobConfig, batch: Batch, stats, seconds: float, builde
             "fingerprint": config.fingerprint(),
             "records": len(batch.ids), "seconds": round(seconds, 3), "stats": stats.to_dict(),
             "builder": {"name": builder.name, "settings": builder.settings()},
-            "host": socket.gethostname(), "pid": os.getpid()}  # which worker process ran it
+            "host": socket.gethostname(), "pid": os.getpid(),  # which worker process ran it
+            "gpu": os.environ.get("CUDA_VISIBLE_DEVICES")}  # its GPU, where workers are pinned to one
     tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     tmp.write_text(json.dumps(body, indent=1))
     os.replace(tmp, path)  # a marker is either absent or complete
