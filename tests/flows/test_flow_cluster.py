@@ -86,3 +86,18 @@ def test_one_worker_per_gpu_each_with_its_own_device_id(monkeypatch):
             by_gpu.setdefault(gpu, set()).add(pid)
     assert set(by_gpu) == {"3", "5"} and all(len(p) == 1 for p in by_gpu.values())
     assert by_gpu["3"] != by_gpu["5"] and os.getpid() not in by_gpu["3"] | by_gpu["5"]
+
+
+def test_no_module_of_flows_hides_a_package():
+    """Prefect puts ``flows/`` on ``sys.path`` to load an entrypoint: a ``flows/NAME.py`` then
+    shadows any installed package ``NAME`` (``flows/dask.py`` hid ``dask``)."""
+    import importlib.util
+    from pathlib import Path
+
+    import flows
+
+    folder = Path(flows.__file__).parent
+    names = [p.stem for p in folder.glob("*.py") if p.stem not in ("__init__", "__main__")]
+    hidden = [name for name in names
+              if (spec := importlib.util.find_spec(name)) is not None and Path(spec.origin or "").parent != folder]
+    assert not hidden, f"modules of flows/ named after installed packages: {hidden}"
