@@ -164,7 +164,7 @@ def run_mode(mode: str, builder, records: int, seed: int, folder: Path, image_fo
     catalog = open_catalog(f"demo:{records}:{seed}")
     with ShardWriter(folder / mode, "busy", image_format=image_format, fsync=False) as writer:
         stats = run_builder(catalog, builder, writer, progress=False, mode=mode)
-        encoder = writer._encoder
+        encoder = writer.encoder
     return {"mode": mode, "wall": stats.seconds, "busy": clock.busy(), "span": clock.span(),
             "calls": len(clock.intervals), "samples": stats.samples_written,
             "encoded": encoder.encoded, "reused": encoder.reused, "keys": _keys(folder / mode)}

@@ -64,7 +64,7 @@ class ShardWriter:
                  image_format: str = "png", fsync: bool = True):
         if int(maxcount) < 1 or float(maxsize) <= 0:
             raise ValueError(f"maxcount must be >= 1 and maxsize > 0, got {maxcount}, {maxsize}")
-        self._encoder = SampleEncoder(ImageEncoding.parse(image_format))
+        self.encoder = SampleEncoder(ImageEncoding.parse(image_format))  # counts: encoder.encoded / .reused
         self.data_dir = Path(data_dir)
         self.prefix = check_prefix(prefix)
         self.maxcount, self.maxsize, self.image_format = int(maxcount), float(maxsize), image_format
@@ -128,7 +128,7 @@ class ShardWriter:
         if self.has_key(sample.key):
             self.duplicates += 1
             return False
-        members, meta = self._encoder.encode(sample)
+        members, meta = self.encoder.encode(sample)
         return self.write_encoded(sample.key, members, meta)
 
     def write_encoded(self, key: str, members: dict[str, bytes], meta: dict) -> bool:
