@@ -8,12 +8,13 @@ largest stage of the job (about half its wall time at demo:30, before this modul
 448x336 image against ~8 ms for its PNG) rather than by object identity, so a builder that reuses
 one buffer for different pixels still gets the right bytes.
 
-Formats (``image_format`` of ``ShardWriter``, ``JobConfig`` and the CLIs), measured on demo scenes
-(448x336) by ``bench/model_busy.py --formats``:
+Formats (``image_format`` of ``ShardWriter``, ``JobConfig`` and the CLIs), measured by
+``bench/encoding.py`` on demo scenes (448x336) and two 512x512 photographs, against PNG level 1:
 
-* ``png`` (default, lossless): zlib level 1 -- level 0 is ~2.5x larger, levels 2-3 are 3-30 %
-  slower for 2-5 % smaller files, level 6 (Pillow's default) ~4x slower;
-* ``jpg[:QUALITY]`` (default quality 95) and ``webp[:QUALITY]`` (default 90): lossy, 4-6x smaller.
+* ``png`` (default, lossless): zlib level 1 -- level 0 is ~2x faster but 1.6-2.5x larger, levels
+  2-3 save only 1-5 % of the size, level 6 (Pillow's default) is ~3x slower for 8-9 % less;
+* ``jpg[:QUALITY]`` (default 95): >10x faster and 3-5x smaller, lossy (4:2:0 chroma);
+* ``webp[:QUALITY]`` (default 90): ~1.2-1.3x slower than PNG level 1 but 7-8x smaller, lossy.
 
 Masks stay lossless PNG (``datagen.imageio.encode_mask``) whatever the image format.
 """
