@@ -13,6 +13,13 @@ What happens to each kind of outcome:
 A record is marked done (and skipped by a restarted run) once everything the builder yielded for it
 is written, and also when the source quarantined it (bad input stays bad); a record whose builder
 failed is not marked, so a rerun retries it.
+
+How: ``_events`` loads and builds records and describes each outcome as an ``_Event``, in order;
+``_Outcomes`` applies them to the writer and the counts. ``mode="sequential"`` runs both in the
+calling thread; ``mode="overlapped"`` runs ``_events`` on a builder thread fed by prefetched loads
+and drains it through a bounded queue (``datagen.overlap``), so that the builder's model calls
+overlap decoding before them and encoding and writing after them. The writer is only ever called
+from the calling thread, in the same order in both modes.
 """
 from __future__ import annotations
 
