@@ -28,13 +28,33 @@ import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, fields
-from typing import Callable, Iterable, Iterator
+from typing import AbstractSet, Callable, Iterable, Iterator, Protocol
 
 from datagen.overlap import background, prefetched
 from datagen.schema import EditSample, ImageRecord, Quarantined, SampleError
 from datagen.shards.index import attribute_of
 
 logger = logging.getLogger(__name__)
+
+
+class RunWriter(Protocol):
+    """What ``run_builder`` needs of a writer (``ShardWriter``, the reasoning ``QueueWriter``)."""
+
+    @property
+    def done_records(self) -> AbstractSet[str]:
+        """Ids of records completed earlier (a snapshot, read once per run)."""
+
+    def write(self, sample: EditSample) -> bool:
+        """Write ``sample``; False if its key was already written; ``SampleError`` if invalid."""
+
+    def quarantine(self, q: Quarantined) -> object:
+        """Record a record that could not be used (counted once per id)."""
+
+    def skip(self, reason: str, item_id: str) -> object:
+        """Record a builder rejection (counted once per ``(reason, item_id)``)."""
+
+    def mark_record_done(self, record_id: str) -> None:
+        """Declare everything of ``record_id`` written (durable with the next commit)."""
 
 
 @dataclass
@@ -201,14 +221,12 @@ def _describe(exc: BaseException) -> str:
 MODES = ("overlapped", "sequential")
 
 
-def run_builder(records, builder: Callable[[ImageRecord], Iterable[EditSample | Quarantined]], writer, *,
+def run_builder(records, builder: Callable[[ImageRecord], Iterable[EditSample | Quarantined]], writer: RunWriter, *,
                 ids: Iterable[str] | None = None, progress: bool = True, mode: str = "overlapped",
                 prefetch: int = 2, load_workers: int = 2, write_ahead: int = 32) -> RunStats:
     """Run ``builder`` over ``records`` and write what it yields through ``writer``.
 
-    ``writer``: a ``ShardWriter`` or anything with its run protocol: ``done_records`` (a set-like
-    snapshot), ``write(sample) -> bool`` (False = key already written), ``quarantine(q)``,
-    ``skip(reason, item_id)`` and ``mark_record_done(record_id)``.
+    ``writer``: a ``ShardWriter`` or anything else with the ``RunWriter`` protocol.
     ``records``: a catalog (``.ids()`` / ``.load(id) -> ImageRecord | Quarantined``) or any
     iterable of ``ImageRecord | Quarantined``; ``ids`` restricts the run to those record ids.
     Records in ``writer.done_records`` are skipped. Exceptions from the builder or from loading a
