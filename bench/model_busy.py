@@ -1,6 +1,7 @@
 """How busy the model stages of the understanding job are: the best-case GPU busy share.
 
-    python bench/model_busy.py [--records 12] [--call-ms 120] [--modes sequential,overlapped]
+    python bench/model_busy.py [--records 12] [--call-ms 120] [--stand-in torch|accelerator]
+                               [--modes sequential,overlapped,overlapped:2]
 
 Runs the understanding job (demo catalog -> ``UnderstandingBuilder`` -> ``ShardWriter``) through
 ``datagen.runner.run_builder`` once per mode, with the learned backends replaced by stand-ins of
@@ -19,8 +20,9 @@ accelerator stand-in shows what the pipeline's overlap gives when the model runs
 
 Prints, per mode, the share of wall time spent inside model calls, over the whole run and at
 steady state (from the start of the first model call to the end of the last: without the start-up
-load and the final drain), the samples/s, and the ratio overlapped/sequential of both. Target:
-steady-state share >= 0.9 in overlapped mode. Every mode writes the same shards (checked).
+load and the final drain), the samples/s and process CPU time, and the ratio overlapped /
+sequential of both. ``overlapped:N`` adds N threads that encode images ahead of the writer. Target: steady-state share >= 0.9 in overlapped mode. Every mode
+writes the same shards (checked).
 """
 from __future__ import annotations
 
@@ -155,22 +157,26 @@ def _stand_ins(builder) -> list[StandIn]:
     return [builder.masker, builder.inpainter, builder.harmonizer]
 
 
-def run_mode(mode: str, builder, records: int, seed: int, folder: Path, image_format: str) -> dict:
+def run_mode(spec: str, builder, records: int, seed: int, folder: Path, image_format: str) -> dict:
+    """``spec``: ``sequential``, ``overlapped`` or ``overlapped:N`` (N encode-ahead threads; plain
+    ``overlapped``: the runner's default)."""
     from datagen.runner import run_builder
     from datagen.shards import ShardWriter
     from datagen.sources import open_catalog
 
+    mode, _, workers = spec.partition(":")
+    options = {"encode_workers": int(workers)} if workers else {}
     clock = ModelClock()
     for stand_in in _stand_ins(builder):
         stand_in.clock = clock
     catalog = open_catalog(f"demo:{records}:{seed}")
     cpu = time.process_time()
-    with ShardWriter(folder / mode, "busy", image_format=image_format, fsync=False) as writer:
-        stats = run_builder(catalog, builder, writer, progress=False, mode=mode)
+    with ShardWriter(folder / spec.replace(":", "-"), "busy", image_format=image_format, fsync=False) as writer:
+        stats = run_builder(catalog, builder, writer, progress=False, mode=mode, **options)
         encoder = writer.encoder
-    return {"mode": mode, "wall": stats.seconds, "cpu": time.process_time() - cpu, "busy": clock.busy(), "span": clock.span(),
+    return {"mode": spec, "wall": stats.seconds, "cpu": time.process_time() - cpu, "busy": clock.busy(), "span": clock.span(),
             "calls": len(clock.intervals), "samples": stats.samples_written,
-            "encoded": encoder.encoded, "reused": encoder.reused, "keys": _keys(folder / mode)}
+            "encoded": encoder.encoded, "requested": encoder.requested, "keys": _keys(folder / spec.replace(":", "-"))}
 
 
 def _keys(data_dir: Path) -> list[str]:
@@ -183,7 +189,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--records", type=int, default=12, help="demo scenes (~3.4 instances each)")
     parser.add_argument("--call-ms", type=float, default=120.0, help="cost of one stand-in model call")
-    parser.add_argument("--modes", default="sequential,overlapped")
+    parser.add_argument("--modes", default="sequential,overlapped",
+                        help="sequential | overlapped[:N encode-ahead threads; default 0: the writer encodes]")
     parser.add_argument("--image-format", default="png")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--stand-in", choices=("torch", "accelerator"), default="torch",
@@ -204,10 +211,10 @@ def main(argv: list[str] | None = None) -> int:
           f"({len(model.layers) // 2} torch layers), torch threads 1, cpu_count {os.cpu_count()}, "
           f"load average {os.getloadavg()[0]:.1f}")
     for r in results:
-        print(f"{r['mode']:>10}: wall {r['wall']:.2f} s, cpu {r['cpu']:.2f} s, model {r['busy']:.2f} s in {r['calls']} calls "
+        print(f"{r['mode']:>12}: wall {r['wall']:.2f} s, cpu {r['cpu']:.2f} s, model {r['busy']:.2f} s in {r['calls']} calls "
               f"({1000 * r['busy'] / r['calls']:.0f} ms each); busy share {r['busy'] / r['wall']:.3f} whole run, "
               f"{r['busy'] / r['span']:.3f} steady state; {r['samples'] / r['wall']:.2f} samples/s; "
-              f"images encoded {r['encoded']}, reused {r['reused']}")
+              f"images requested {r['requested']}, encoded {r['encoded']}")
     if len({tuple(r["keys"]) for r in results}) != 1 or misses:
         print(f"ERROR: the modes wrote different samples, or {misses} stand-in calls missed the warm-up outputs")
         return 2

@@ -32,6 +32,7 @@ from typing import AbstractSet, Callable, Iterable, Iterator, Protocol
 
 from datagen.overlap import background, prefetched
 from datagen.schema import EditSample, ImageRecord, Quarantined, SampleError
+from datagen.shards.encoding import SampleEncoder
 from datagen.shards.index import attribute_of
 
 logger = logging.getLogger(__name__)
@@ -214,6 +215,14 @@ class _Outcomes:
                            exc_info=(type(exc), exc, exc.__traceback__))
 
 
+def _encoding_ahead(events: Iterator[_Event], encoder, pool) -> Iterator[_Event]:
+    """``events`` unchanged; each sample's images start encoding on ``pool`` as it is yielded."""
+    for ev in events:
+        if ev.kind == "item" and isinstance(ev.payload, EditSample):
+            encoder.prepare(ev.payload, pool)
+        yield ev
+
+
 def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
@@ -223,7 +232,7 @@ MODES = ("overlapped", "sequential")
 
 def run_builder(records, builder: Callable[[ImageRecord], Iterable[EditSample | Quarantined]], writer: RunWriter, *,
                 ids: Iterable[str] | None = None, progress: bool = True, mode: str = "overlapped",
-                prefetch: int = 2, load_workers: int = 2, write_ahead: int = 32) -> RunStats:
+                prefetch: int = 2, load_workers: int = 2, write_ahead: int = 32, encode_workers: int = 0) -> RunStats:
     """Run ``builder`` over ``records`` and write what it yields through ``writer``.
 
     ``writer``: a ``ShardWriter`` or anything else with the ``RunWriter`` protocol.
@@ -235,8 +244,11 @@ def run_builder(records, builder: Callable[[ImageRecord], Iterable[EditSample | 
 
     ``mode="overlapped"`` (default): records are loaded ``prefetch`` ahead on ``load_workers``
     threads, the builder runs on a thread of its own, and up to ``write_ahead`` of its outputs wait
-    for the writer, which is only called from the calling thread, in order. A builder must not
-    modify an array after yielding a sample that holds it. ``mode="sequential"``: one thing at a
+    for the writer, which is only called from the calling thread, in order. ``encode_workers > 0``
+    encodes a ``ShardWriter``'s images ahead on that many threads as the builder yields them: for
+    hosts with cores to spare; on a busy 2-core CPU it took CPU from the builder thread and lowered
+    the model's busy share (``bench/model_busy.py --modes overlapped,overlapped:2``), hence off by
+    default. A builder must not modify an array after yielding a sample that holds it. ``mode="sequential"``: one thing at a
     time in the calling thread. Both give the same shards, counts and markers.
     """
     from tqdm import tqdm
@@ -250,13 +262,24 @@ def run_builder(records, builder: Callable[[ImageRecord], Iterable[EditSample | 
     abandoned: set[str] = set()
     outcomes = _Outcomes(writer, stats, abandoned)
     desc = getattr(builder, "name", None) or getattr(builder, "__name__", "records")
+    encoder = getattr(writer, "encoder", None)
+    encode_ahead = mode == "overlapped" and isinstance(encoder, SampleEncoder) and int(encode_workers) > 0
     with tqdm(total=total, desc=desc, unit="rec", disable=not progress, dynamic_ncols=True) as bar, \
-            ThreadPoolExecutor(max(1, int(load_workers)), thread_name_prefix="load") as pool:
+            ThreadPoolExecutor(max(1, int(load_workers)), thread_name_prefix="load") as pool, \
+            ThreadPoolExecutor(max(1, int(encode_workers)), thread_name_prefix="encode") as encode_pool:
         if mode == "sequential":
             events = _events(work, done, builder, abandoned)
         else:
             ahead = prefetched(work, done.__contains__, pool, max(0, int(prefetch)))
-            events = background(lambda: _events(ahead, done, builder, abandoned), write_ahead, name="builder")
+
+            def build():
+                built = _events(ahead, done, builder, abandoned)
+                return _encoding_ahead(built, encoder, encode_pool) if encode_ahead else built
+
+            if encode_ahead:
+                # Everything prepared but not yet written stays cached: two images per queued sample.
+                encoder.keep_at_least(2 * int(write_ahead) + 8)
+            events = background(build, write_ahead, name="builder")
         try:
             for ev in events:
                 outcomes.apply(ev)

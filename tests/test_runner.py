@@ -145,15 +145,19 @@ def _outcome(data_dir, stats: RunStats) -> tuple:
 
 
 def test_overlapped_and_sequential_modes_give_the_same_shards_counts_and_markers(tmp_path):
-    outcomes = []
-    for mode in ("sequential", "overlapped"):
-        data_dir = tmp_path / mode
+    outcomes, encoded = [], []
+    for name, mode, encode_workers in (("seq", "sequential", 0), ("ovl", "overlapped", 0),
+                                       ("ahead", "overlapped", 2)):
+        data_dir = tmp_path / name
         with ShardWriter(data_dir, "run", maxcount=3) as writer:
             stats = run_builder(catalog(), TwoSampleBuilder(), writer, progress=False, mode=mode,
-                                prefetch=3, write_ahead=2)
+                                prefetch=3, write_ahead=2, encode_workers=encode_workers)
         outcomes.append((*_outcome(data_dir, stats), writer.done_records))
-    assert outcomes[0] == outcomes[1]
+        encoded.append(writer.encoder.encoded)
+    assert outcomes[0] == outcomes[1] == outcomes[2]
     assert sum(outcomes[0][0].values()) == 9
+    # Two distinct images per written sample; encoding ahead also encoded the invalid sample's.
+    assert encoded == [18, 18, 20]
 
 
 def test_writer_failure_stops_the_run_and_its_threads(tmp_path):

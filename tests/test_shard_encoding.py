@@ -32,11 +32,25 @@ def test_each_distinct_image_is_encoded_once_and_bytes_match_a_fresh_encoding():
     samples, images = _instance_samples()
     encoder = SampleEncoder(ImageEncoding("png"))
     members = [encoder.encode(s)[0] for s in samples]
-    assert encoder.encoded == 3 and encoder.reused == 3
+    assert encoder.encoded == 3 and encoder.requested == 6
     fresh = ImageEncoding("png").encode
     for s, m in zip(samples, members):
         assert m["src.png"] == fresh(s.src) and m["tgt.png"] == fresh(s.tgt)
         assert set(m) == {"src.png", "tgt.png", "mask.png"}
+
+
+def test_encoding_ahead_on_a_pool_gives_the_same_bytes_once_per_image():
+    from concurrent.futures import ThreadPoolExecutor
+
+    samples, _ = _instance_samples()
+    ahead = SampleEncoder(ImageEncoding("webp", 80))
+    with ThreadPoolExecutor(2) as pool:
+        for s in samples:
+            ahead.prepare(s, pool)
+        got = [ahead.encode(s)[0] for s in samples]
+    plain = SampleEncoder(ImageEncoding("webp", 80))
+    assert got == [plain.encode(s)[0] for s in samples]
+    assert ahead.encoded == plain.encoded == 3 and ahead.requested == 6
 
 
 def test_a_buffer_reused_with_new_pixels_is_encoded_again():

@@ -21,7 +21,9 @@ Masks stay lossless PNG (``datagen.imageio.encode_mask``) whatever the image for
 from __future__ import annotations
 
 import hashlib
+import threading
 from collections import OrderedDict
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass
 
 import numpy as np
@@ -80,15 +82,21 @@ class ImageEncoding:
 
 class SampleEncoder:
     """``encode(sample) -> (members, meta)`` for ``ShardWriter.write_encoded``: members
-    ``src.EXT``, ``tgt.EXT``, ``mask.png`` and ``meta = sample.metadata()``. The last ``cache_size`` distinct images are kept encoded (a
-    record's samples arrive together, so a few suffice). Not thread-safe: one per writer."""
+    ``src.EXT``, ``tgt.EXT``, ``mask.png`` and ``meta = sample.metadata()``.
+
+    The last ``cache_size`` distinct images are kept encoded (a record's samples arrive together,
+    so a few suffice). ``prepare(sample, pool)``, called from another thread ahead of ``encode``,
+    starts encoding a sample's images on ``pool``; ``encode`` then waits for those results instead
+    of encoding (the overlapped runner's encode-ahead). Thread-safe.
+    """
 
     def __init__(self, encoding: ImageEncoding, *, cache_size: int = 8):
         self.encoding = encoding
         self.cache_size = int(cache_size)
-        self._cache: OrderedDict[tuple, bytes] = OrderedDict()
+        self._cache: OrderedDict[tuple, bytes | Future] = OrderedDict()
+        self._lock = threading.Lock()
         self.encoded = 0  # images actually encoded
-        self.reused = 0  # images served from the cache
+        self.requested = 0  # images asked for by encode() / image_bytes(); requested - encoded came from the cache
 
     def encode(self, sample: EditSample) -> tuple[dict[str, bytes], dict]:
         ext = self.encoding.format
@@ -96,18 +104,49 @@ class SampleEncoder:
                    "mask.png": encode_mask(sample.mask)}
         return members, sample.metadata()
 
+    def keep_at_least(self, entries: int) -> None:
+        """Grow the cache to ``entries``: encode-ahead must not evict what it prepared before use."""
+        self.cache_size = max(self.cache_size, int(entries))
+
+    def prepare(self, sample: EditSample, pool: Executor) -> None:
+        """Start encoding ``sample``'s src and tgt on ``pool`` unless they are cached or pending."""
+        for image in (sample.src, sample.tgt):
+            image = np.ascontiguousarray(image)
+            key = _image_key(image)
+            with self._lock:
+                if key not in self._cache:
+                    self._remember(key, pool.submit(self._encode, image))
+
     def image_bytes(self, image: np.ndarray) -> bytes:
-        """Encoded ``image``, from the cache when the same pixels were encoded recently."""
+        """Encoded ``image``: from the cache (or its pending encode) when the same pixels were
+        encoded or prepared recently, else encoded now."""
         image = np.ascontiguousarray(image)
-        key = (image.shape, image.dtype.str, hashlib.sha1(memoryview(image).cast("B")).digest())
-        data = self._cache.get(key)
-        if data is not None:
-            self._cache.move_to_end(key)
-            self.reused += 1
-            return data
+        key = _image_key(image)
+        with self._lock:
+            self.requested += 1
+            entry = self._cache.get(key)
+            if entry is not None:
+                self._cache.move_to_end(key)
+        if entry is None:
+            entry = self._encode(image)
+            with self._lock:
+                self._remember(key, entry)
+        return entry.result() if isinstance(entry, Future) else entry
+
+    def _encode(self, image: np.ndarray) -> bytes:
         data = self.encoding.encode(image)
-        self.encoded += 1
-        self._cache[key] = data
-        if len(self._cache) > self.cache_size:
-            self._cache.popitem(last=False)
+        with self._lock:
+            self.encoded += 1
         return data
+
+    def _remember(self, key: tuple, entry) -> None:
+        """Store ``entry`` (bytes or a pending Future); the caller holds the lock."""
+        self._cache[key] = entry
+        self._cache.move_to_end(key)
+        while len(self._cache) > self.cache_size:
+            self._cache.popitem(last=False)  # a pending encode still finishes; its user re-encodes
+
+
+def _image_key(image: np.ndarray) -> tuple:
+    """Content identity of a C-contiguous array: shape, dtype, SHA-1 of its bytes."""
+    return image.shape, image.dtype.str, hashlib.sha1(memoryview(image).cast("B")).digest()

@@ -64,7 +64,7 @@ class ShardWriter:
                  image_format: str = "png", fsync: bool = True):
         if int(maxcount) < 1 or float(maxsize) <= 0:
             raise ValueError(f"maxcount must be >= 1 and maxsize > 0, got {maxcount}, {maxsize}")
-        self.encoder = SampleEncoder(ImageEncoding.parse(image_format))  # counts: encoder.encoded / .reused
+        self.encoder = SampleEncoder(ImageEncoding.parse(image_format))  # counts: encoder.encoded / .requested
         self.data_dir = Path(data_dir)
         self.prefix = check_prefix(prefix)
         self.maxcount, self.maxsize, self.image_format = int(maxcount), float(maxsize), image_format
