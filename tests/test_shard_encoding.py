@@ -98,8 +98,10 @@ def test_image_format_specs_and_errors():
         with pytest.raises(ValueError, match=message):
             ImageEncoding.parse(bad)
     parser = argparse.ArgumentParser()
-    parser.add_argument("--image-format", type=ImageEncoding.check)
+    parser.add_argument("--image-format", type=ImageEncoding.argument)
     assert parser.parse_args(["--image-format", "webp:85"]).image_format == "webp:85"
+    with pytest.raises(argparse.ArgumentTypeError, match="image_format must be one of"):
+        ImageEncoding.argument("gif")
     with pytest.raises(ValueError, match="image_format"):
         ShardWriter("/nonexistent-never-created", "x", image_format="tiff")
 

@@ -26,7 +26,7 @@ def add_job_arguments(parser: argparse.ArgumentParser, *, name: str) -> None:
     parser.add_argument("--batch-size", type=int, default=16,
                         help="records per batch (the unit of resume; the flows' tasks use the same)")
     parser.add_argument("--maxcount", type=int, default=1000, help="samples per shard")
-    parser.add_argument("--image-format", type=ImageEncoding.check, default="png", metavar="png|jpg[:Q]|webp[:Q]",
+    parser.add_argument("--image-format", type=ImageEncoding.argument, default="png", metavar="png|jpg[:Q]|webp[:Q]",
                         help="src/tgt encoding in shards (masks stay PNG)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 

@@ -22,7 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--manifests", default="manifests", help="manifest folder (default manifests)")
     parser.add_argument("--prefix", default="reviewed", help="shard file prefix (default reviewed)")
     parser.add_argument("--maxcount", type=int, default=1000, help="samples per shard (default 1000)")
-    parser.add_argument("--image-format", type=ImageEncoding.check, default="png", metavar="png|jpg[:Q]|webp[:Q]")
+    parser.add_argument("--image-format", type=ImageEncoding.argument, default="png", metavar="png|jpg[:Q]|webp[:Q]")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -61,9 +61,19 @@ class ImageEncoding:
 
     @staticmethod
     def check(spec: str) -> str:
-        """``spec`` unchanged if it parses (an argparse ``type``), else ``ValueError``."""
+        """``spec`` unchanged if it parses, else ``ValueError``."""
         ImageEncoding.parse(spec)
         return spec
+
+    @staticmethod
+    def argument(spec: str) -> str:
+        """``check`` as an argparse ``type``: argparse prints the reason a spec is refused."""
+        import argparse
+
+        try:
+            return ImageEncoding.check(spec)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from exc
 
     @property
     def effective_quality(self) -> int | None:
