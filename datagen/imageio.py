@@ -150,8 +150,8 @@ def encode_image(image: np.ndarray, fmt: str = "png", *, quality: int = 95) -> b
     elif fmt == "webp":
         pil.save(buf, format="WEBP", quality=quality)
     elif fmt == "png":
-        # Level 1, measured on demo scenes: 4x faster than the default (6) for 10 % larger files;
-        # level 0 is 2x faster again but 2.5x larger (see datagen.shards.encoding).
+        # Level 1, measured (bench/encoding.py): ~3x faster than the default (6) for ~10 % larger files;
+        # level 0 is ~2x faster again but 1.6-2.5x larger (see datagen.shards.encoding).
         pil.save(buf, format="PNG", compress_level=1)
     else:
         raise ValueError(f"unsupported image format {fmt!r}; use 'png', 'jpg' or 'webp'")
