@@ -91,6 +91,9 @@ class JobConfig:
         if int(self.batch_size) < 1:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
         self.backends = {stage: b if isinstance(b, Backend) else Backend(**b) for stage, b in self.backends.items()}
+        from datagen.shards.encoding import ImageEncoding
+
+        ImageEncoding.check(self.image_format)  # png | jpg[:Q] | webp[:Q]
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -276,7 +279,8 @@ def _write_marker(config: JobConfig, batch: Batch, stats, seconds: float, builde
             "fingerprint": config.fingerprint(),
             "records": len(batch.ids), "seconds": round(seconds, 3), "stats": stats.to_dict(),
             "builder": {"name": builder.name, "settings": builder.settings()},
-            "host": socket.gethostname(), "pid": os.getpid()}  # which worker process ran it
+            "host": socket.gethostname(), "pid": os.getpid(),  # which worker process ran it
+            "gpu": os.environ.get("CUDA_VISIBLE_DEVICES")}  # its GPU, where workers are pinned to one
     tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     tmp.write_text(json.dumps(body, indent=1))
     os.replace(tmp, path)  # a marker is either absent or complete
@@ -353,8 +357,11 @@ def _builder_facts(config: JobConfig) -> dict:
 def manifest_extra(config: JobConfig) -> dict:
     """Job facts recorded in the manifest beside the counts (as the CLI records them, plus the
     backend choices and the seed)."""
+    from datagen.shards.encoding import ImageEncoding
+
     facts = _builder_facts(config)
-    return {"builder": facts["name"], "settings": facts["settings"], "source": config.source,
+    return {"image_encoding": ImageEncoding.parse(config.image_format).to_dict(),
+            "builder": facts["name"], "settings": facts["settings"], "source": config.source,
             "backends": {s: b.to_dict() for s, b in sorted(config.backends.items())}, "seed": config.seed}
 
 

@@ -8,6 +8,6 @@ Flows (deployed from ``prefect.yaml``; run in-process with ``python -m flows NAM
 * ``publish-reviewed`` (``flows.publish``): approved review-queue samples -> shards + manifest
 
 The work is ``datagen.jobs`` (shared with the CLI); ``flows.tasks`` adds batch tasks with retries,
-resume and progress, ``flows.reporting`` the artifacts, ``flows.dask`` the Dask runner option.
+resume and progress, ``flows.reporting`` the artifacts, ``flows.cluster`` the Dask runner option.
 Importing this package imports no flow module (and no prefect): ``python -m flows --list`` is fast.
 """

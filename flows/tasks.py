@@ -99,7 +99,7 @@ def run_batches(config: JobConfig, batches: list[Batch], execution: Execution,
     fails after its retries is recorded and the others go on, so one run does all the work it can.
     """
     from datagen.runner import RunStats
-    from flows.dask import gpu_annotation
+    from flows.cluster import gpu_annotation
 
     logger = get_run_logger()
     batch_task = run_batch.with_options(retries=execution.retries, retry_delay_seconds=backoff(execution),
@@ -155,7 +155,7 @@ def synthesize(config: JobConfig, execution: Execution) -> dict:
                 len(batches), config.batch_size, len(resumed), len(todo))
     progress = reporting.Progress(config.name, total=len(batches), done=len(resumed))
     if execution.runner == "dask" and todo:
-        from flows.dask import run_on_dask
+        from flows.cluster import run_on_dask
 
         outcome = run_on_dask(config, todo, execution, progress)
     else:

@@ -52,7 +52,7 @@ def category_of(meta: dict) -> str:
 def manifest_cases(manifest: str, limit: int = 0) -> list[Case]:
     """Cases from every shard of one manifest (``clip_text`` from ``target.clip_text`` if present)."""
     from trainer.data import tar_samples
-    from trainer.features import decode_rgb
+    from trainer.features import decode_rgb, image_member
     from trainer.sources import manifest_source
 
     cases = []
@@ -60,9 +60,9 @@ def manifest_cases(manifest: str, limit: int = 0) -> list[Case]:
         meta = json.loads(raw["json"])
         mask = np.asarray(Image.open(__import__("io").BytesIO(raw["mask.png"])).convert("L")) > 127
         cases.append(Case(raw["__key__"], category_of(meta), meta["instruction"],
-                          np.asarray(decode_rgb(raw.get("src.png") or raw["src.jpg"])), mask,
+                          np.asarray(decode_rgb(image_member(raw, "src"))), mask,
                           str((meta.get("target") or {}).get("clip_text", "")),
-                          np.asarray(decode_rgb(raw.get("tgt.png") or raw["tgt.jpg"]))))
+                          np.asarray(decode_rgb(image_member(raw, "tgt")))))
         if limit and len(cases) >= limit:
             break
     return cases

@@ -32,6 +32,14 @@ def decode_rgb(data: bytes) -> Image.Image:
     return image.convert("RGB")
 
 
+def image_member(raw: dict, stem: str) -> bytes:
+    """A sample's ``STEM.png|jpg|webp`` member (the shard writer's image formats)."""
+    for ext in ("png", "jpg", "webp"):
+        if f"{stem}.{ext}" in raw:
+            return raw[f"{stem}.{ext}"]
+    raise KeyError(f"sample {raw.get('__key__')} has no {stem}.png|jpg|webp member: {sorted(raw)}")
+
+
 def to_unet_tensor(image: Image.Image, size: int) -> torch.Tensor:
     """PIL -> [3,size,size] float32 in [-1,1]: shorter side to ``size`` (bicubic), centre crop."""
     w, h = image.size
@@ -64,8 +72,8 @@ class Featurizer:
     def edit(self, raw: dict, rng: random.Random) -> dict:
         """A shard sample (``src.png|jpg``, ``tgt.png|jpg``, ``json``) -> feature dict."""
         meta = json.loads(raw["json"])
-        src = decode_rgb(raw.get("src.png") or raw["src.jpg"])
-        tgt = decode_rgb(raw.get("tgt.png") or raw["tgt.jpg"])
+        src = decode_rgb(image_member(raw, "src"))
+        tgt = decode_rgb(image_member(raw, "tgt"))
         choices = [meta["instruction"], *(meta.get("paraphrases") or [])]
         instruction = rng.choice(choices)
         tokens = self.prompts.edit_sample(instruction, rng)

@@ -16,6 +16,7 @@ from datagen.cli.argtypes import (
     positive_int,
 )
 from datagen.jobs import JobConfig
+from datagen.shards.encoding import ImageEncoding
 
 
 def add_job_arguments(parser: argparse.ArgumentParser, *, name: str) -> None:
@@ -38,7 +39,8 @@ def add_job_arguments(parser: argparse.ArgumentParser, *, name: str) -> None:
     parser.add_argument("--batch-size", type=positive_int, default=16,
                         help="records per batch (the unit of resume; the flows' tasks use the same)")
     parser.add_argument("--maxcount", type=positive_int, default=1000, help="samples per shard")
-    parser.add_argument("--image-format", choices=("png", "jpg"), default="png", help="src/tgt encoding in shards")
+    parser.add_argument("--image-format", type=ImageEncoding.argument, default="png", metavar="png|jpg[:Q]|webp[:Q]",
+                        help="src/tgt encoding in shards (masks stay PNG)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 

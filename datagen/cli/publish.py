@@ -13,6 +13,8 @@ HELP = "write approved review-queue samples to shards + manifest"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from datagen.shards.encoding import ImageEncoding
+
     parser.add_argument("--db", default="review-queue/queue.db",
                         help="queue database: a path, sqlite:///path or postgresql://... (default review-queue/queue.db)")
     parser.add_argument("--blobs", default=None, help="image folder, if not the one remembered in the queue")
@@ -21,7 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--manifests", default="manifests", help="manifest folder (default manifests)")
     parser.add_argument("--prefix", default="reviewed", help="shard file prefix (default reviewed)")
     parser.add_argument("--maxcount", type=int, default=1000, help="samples per shard (default 1000)")
-    parser.add_argument("--image-format", choices=("png", "jpg"), default="png")
+    parser.add_argument("--image-format", type=ImageEncoding.argument, default="png", metavar="png|jpg[:Q]|webp[:Q]")
 
 
 def run(args: argparse.Namespace) -> int:

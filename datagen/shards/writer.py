@@ -18,9 +18,9 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
-from datagen.imageio import encode_image, encode_mask
 from datagen.schema import EditSample, Quarantined, SampleError, check_key
 from datagen.shards.commit import CommitJob, CommittedState, ShardError, commit_shard
+from datagen.shards.encoding import ImageEncoding, SampleEncoder
 from datagen.shards.index import index_row
 from datagen.shards.layout import (
     LOCK_DIR,
@@ -36,8 +36,6 @@ from datagen.shards.pending import PendingShard
 from datagen.shards.quarantine import QuarantineLog
 from datagen.shards.tario import MAX_MEMBER_NAME, member_span
 
-IMAGE_FORMATS = ("png", "jpg")
-
 __all__ = ["ShardWriter", "ShardError", "WriterBusyError"]
 
 
@@ -48,7 +46,7 @@ class WriterBusyError(ShardError):
 class ShardWriter:
     """Write ``EditSample``s to ``data_dir/{prefix}-{seq:06d}.tar`` (WebDataset layout).
 
-    Each sample becomes ``KEY.src.{png|jpg}``, ``KEY.tgt.{png|jpg}``, ``KEY.mask.png`` (L mode,
+    Each sample becomes ``KEY.src.EXT``, ``KEY.tgt.EXT``, ``KEY.mask.png`` (L mode,
     255 = edit region) and ``KEY.json`` (``sample.metadata()``). A shard rolls over after
     ``maxcount`` samples or before it would pass ``maxsize`` bytes, and is committed atomically
     (temporary name, fsync, rename, then its sidecar ``{shard}.json``). Commits run on a helper
@@ -58,14 +56,15 @@ class ShardWriter:
     folder, also from separate processes; a second live writer of the same prefix raises
     ``WriterBusyError``. ``fsync=False`` skips the fsyncs: commits then survive the writer being
     killed (the page cache outlives it) but not a power loss or kernel crash; for scratch disks.
+    ``image_format``: ``png`` | ``jpg[:Q]`` | ``webp[:Q]`` (EXT; ``datagen.shards.encoding``); each
+    distinct image of consecutive samples is encoded once.
     """
 
     def __init__(self, data_dir, prefix: str, *, maxcount: int = 1000, maxsize: float = 3e8,
                  image_format: str = "png", fsync: bool = True):
         if int(maxcount) < 1 or float(maxsize) <= 0:
             raise ValueError(f"maxcount must be >= 1 and maxsize > 0, got {maxcount}, {maxsize}")
-        if image_format not in IMAGE_FORMATS:
-            raise ValueError(f"image_format must be one of {IMAGE_FORMATS}, got {image_format!r}")
+        self.encoder = SampleEncoder(ImageEncoding.parse(image_format))  # counts: encoder.encoded / .requested
         self.data_dir = Path(data_dir)
         self.prefix = check_prefix(prefix)
         self.maxcount, self.maxsize, self.image_format = int(maxcount), float(maxsize), image_format
@@ -129,13 +128,8 @@ class ShardWriter:
         if self.has_key(sample.key):
             self.duplicates += 1
             return False
-        fmt = self.image_format
-        members = {
-            f"src.{fmt}": encode_image(sample.src, fmt),
-            f"tgt.{fmt}": encode_image(sample.tgt, fmt),
-            "mask.png": encode_mask(sample.mask),
-        }
-        return self.write_encoded(sample.key, members, sample.metadata())
+        members, meta = self.encoder.encode(sample)
+        return self.write_encoded(sample.key, members, meta)
 
     def write_encoded(self, key: str, members: dict[str, bytes], meta: dict) -> bool:
         """Write one sample from already-encoded members.
