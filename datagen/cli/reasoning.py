@@ -19,6 +19,8 @@ import argparse
 import json
 import sys
 
+from datagen.cli.jobargs import add_detect_arguments, detector_backend
+
 HELP = "world-knowledge edit candidates into the review queue"
 
 MASKERS = ("annotation", "grabcut", "sam")
@@ -58,6 +60,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--limit", type=int, default=None, help="use only the first N records of the catalog")
     parser.add_argument("--seed", type=int, default=0, help="varies descriptions, edits and inpainting seeds")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_detect_arguments(parser)
 
 
 def build_builder(args: argparse.Namespace):
@@ -101,10 +104,16 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         builder = build_builder(args)
+        detector = detector_backend(args)
+        if detector is not None:  # builds the detector now: missing weights fail before any work
+            from datagen.sources.detected import detected_catalog
+
+            catalog = detected_catalog(args.source, detector.name, detector.options, images=args.images)
     except (BackendUnavailable, ValueError, TypeError) as exc:  # a usage problem: one sentence, no traceback
         print(f"datagen reasoning: {exc}", file=sys.stderr)
         return 2
-    catalog = open_catalog(args.source, images=args.images) if args.images else open_catalog(args.source)
+    if detector is None:
+        catalog = open_catalog(args.source, images=args.images) if args.images else open_catalog(args.source)
     ids = catalog.ids()
     if args.limit is not None:
         ids = ids[: max(args.limit, 0)]

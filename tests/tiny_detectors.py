@@ -1,0 +1,92 @@
+"""Tiny random-init open-vocabulary detectors saved the way real ones are (``save_pretrained``).
+
+* ``make_tiny_owlv2(folder)``: real ``Owlv2ForObjectDetection`` (ViT 32-dim, 2 layers, 64 px, 4x4
+  patches) + ``Owlv2Processor`` with a byte-level CLIP tokenizer. The box head's last layer is
+  zeroed, so each patch predicts exactly its own grid cell (OWLv2 adds a per-patch box bias to the
+  head's output): boxes are then a 4x4 grid over the padded square, big enough to mask and name,
+  while class scores stay random.
+* ``make_tiny_grounding_dino(folder)``: real ``GroundingDinoForObjectDetection`` (Swin 16-dim,
+  BERT 32-dim, 10 queries) + ``GroundingDinoProcessor`` with a small WordPiece vocabulary.
+
+The backends load them through ``from_pretrained(local_files_only=True)``, as a user's weights.
+"""
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import torch
+
+from tests.tiny_models import _cache_dir, _seeded
+
+WORDS = ["cat", "dog", "cup", "coin", "apple", "ball", "clock", "rabbit", "a", "the", "photo", "of"]
+
+
+def _owl_tokenizer():
+    """Byte-level CLIP BPE with no merges. OWLv2 treats a query whose first token id is 0 as
+    padding, so id 0 is the pad token "!" (as in the released OWLv2 vocabulary) and the special
+    tokens come last."""
+    from tokenizers.pre_tokenizers import ByteLevel
+    from transformers import CLIPTokenizer
+
+    chars = sorted(ByteLevel.alphabet())
+    vocab = {ch: i for i, ch in enumerate(["!", *[c for c in chars if c != "!"]])}
+    for ch in chars:
+        vocab[ch + "</w>"] = len(vocab)
+    vocab["<|startoftext|>"], vocab["<|endoftext|>"] = len(vocab), len(vocab) + 1
+    return CLIPTokenizer(vocab=vocab, merges=[], model_max_length=32, pad_token="!")
+
+
+def make_tiny_owlv2(folder: str | Path, seed: int = 0) -> Path:
+    from transformers import Owlv2Config, Owlv2ForObjectDetection, Owlv2ImageProcessor, Owlv2Processor
+
+    folder = Path(folder)
+    _seeded(seed)
+    tok = _owl_tokenizer()
+    text = dict(hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=2,
+                vocab_size=len(tok), max_position_embeddings=32, bos_token_id=tok.bos_token_id,
+                eos_token_id=tok.eos_token_id, pad_token_id=0)
+    vision = dict(hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=2,
+                  image_size=64, patch_size=16)
+    model = Owlv2ForObjectDetection(Owlv2Config(text_config=text, vision_config=vision, projection_dim=32)).eval()
+    with torch.no_grad():
+        model.box_head.dense2.weight.zero_()
+        model.box_head.dense2.bias.zero_()
+    processor = Owlv2Processor(image_processor=Owlv2ImageProcessor(size={"height": 64, "width": 64}), tokenizer=tok)
+    model.save_pretrained(folder)
+    processor.save_pretrained(folder)
+    return folder
+
+
+def make_tiny_grounding_dino(folder: str | Path, seed: int = 0) -> Path:
+    from transformers import (BertConfig, BertTokenizer, GroundingDinoConfig, GroundingDinoForObjectDetection,
+                              GroundingDinoImageProcessor, GroundingDinoProcessor, SwinConfig)
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    _seeded(seed)
+    vocab = folder / "vocab.txt"
+    vocab.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", ".", *WORDS,
+                                *"abcdefghijklmnopqrstuvwxyz", *[f"##{c}" for c in "abcdefghijklmnopqrstuvwxyz"]]) + "\n")
+    tok = BertTokenizer(str(vocab), model_max_length=32)
+    config = GroundingDinoConfig(
+        backbone_config=SwinConfig(embed_dim=16, depths=[1, 1], num_heads=[1, 1], window_size=4, image_size=64,
+                                   out_features=["stage1", "stage2"]),
+        text_config=BertConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=37,
+                               vocab_size=tok.vocab_size, max_position_embeddings=32),
+        d_model=32, encoder_layers=1, decoder_layers=2, encoder_attention_heads=2, decoder_attention_heads=2,
+        encoder_ffn_dim=32, decoder_ffn_dim=32, num_queries=10, num_feature_levels=2, encoder_n_points=1,
+        decoder_n_points=1, max_text_len=32, use_timm_backbone=False, use_pretrained_backbone=False)
+    model = GroundingDinoForObjectDetection(config).eval()
+    processor = GroundingDinoProcessor(
+        image_processor=GroundingDinoImageProcessor(size={"shortest_edge": 64, "longest_edge": 96}), tokenizer=tok)
+    model.save_pretrained(folder)
+    processor.save_pretrained(folder)
+    return folder
+
+
+@functools.cache
+def tiny_detector_dir(name: str) -> Path:
+    """The tiny model folder for detector ``name`` ("owlv2" | "grounding_dino"), built once per process."""
+    make = {"owlv2": make_tiny_owlv2, "grounding_dino": make_tiny_grounding_dino}[name]
+    return make(_cache_dir() / f"detector-{name}")
