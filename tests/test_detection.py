@@ -12,7 +12,7 @@ from datagen.detection import DETECTORS, box_iou, build_detector, parse_prompts
 from datagen.imageio import encode_image
 from datagen.sources.demo import DemoScenes
 from datagen.sources.detected import DetectedCatalog
-from tests.tiny_detectors import tiny_detector_dir
+from tests.tiny_quality_models import tiny_detector_dir
 from tests.tiny_models import tiny_models, torch_threads
 
 PROMPTS = ["cat", "cup", "coin"]

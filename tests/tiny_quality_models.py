@@ -1,10 +1,12 @@
-"""Tiny random-init open-vocabulary detectors saved the way real ones are (``save_pretrained``).
+"""Tiny random-init detectors and quality-check models saved the way real ones are (``save_pretrained``).
 
 * ``make_tiny_owlv2(folder)``: real ``Owlv2ForObjectDetection`` (ViT 32-dim, 2 layers, 64 px, 4x4
   patches) + ``Owlv2Processor`` with a byte-level CLIP tokenizer. The box head's last layer is
   zeroed, so each patch predicts exactly its own grid cell (OWLv2 adds a per-patch box bias to the
   head's output): boxes are then a 4x4 grid over the padded square, big enough to mask and name,
   while class scores stay random.
+* ``make_tiny_clip(folder)`` / ``make_tiny_dinov2(folder)``: random-init CLIP and DINOv2 for the
+  quality checks.
 * ``make_tiny_grounding_dino(folder)``: real ``GroundingDinoForObjectDetection`` (Swin 16-dim,
   BERT 32-dim, 10 queries) + ``GroundingDinoProcessor`` with a small WordPiece vocabulary.
 
@@ -13,6 +15,7 @@ The backends load them through ``from_pretrained(local_files_only=True)``, as a 
 from __future__ import annotations
 
 import functools
+import json
 from pathlib import Path
 
 import torch
@@ -82,6 +85,42 @@ def make_tiny_grounding_dino(folder: str | Path, seed: int = 0) -> Path:
         image_processor=GroundingDinoImageProcessor(size={"shortest_edge": 64, "longest_edge": 96}), tokenizer=tok)
     model.save_pretrained(folder)
     processor.save_pretrained(folder)
+    return folder
+
+
+def make_tiny_clip(folder: Path) -> Path:
+    """A random-init CLIP with a character-level BPE vocabulary, saved like a real local model."""
+    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor, CLIPTokenizer
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    letters = "abcdefghijklmnopqrstuvwxyz"
+    tokens = ["<|startoftext|>", "<|endoftext|>", *letters, *(c + "</w>" for c in letters)]
+    (folder / "vocab.json").write_text(json.dumps({t: i for i, t in enumerate(tokens)}))
+    (folder / "merges.txt").write_text("#version: 0.2\n")
+    tokenizer = CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"))
+    images = CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
+    config = CLIPConfig(
+        text_config={"vocab_size": len(tokens), "hidden_size": 32, "intermediate_size": 37, "num_hidden_layers": 1,
+                     "num_attention_heads": 4, "max_position_embeddings": 77,
+                     "bos_token_id": 0, "eos_token_id": 1, "pad_token_id": 1},
+        vision_config={"image_size": 32, "patch_size": 8, "hidden_size": 32, "intermediate_size": 37,
+                       "num_hidden_layers": 1, "num_attention_heads": 4},
+        projection_dim=16,
+    )
+    CLIPModel(config).save_pretrained(folder)
+    CLIPProcessor(image_processor=images, tokenizer=tokenizer).save_pretrained(folder)
+    return folder
+
+
+def make_tiny_dinov2(folder: Path) -> Path:
+    """A random-init ``Dinov2Model`` (32-dim, 1 layer, 32 px) + ``BitImageProcessor``, saved locally."""
+    from transformers import BitImageProcessor, Dinov2Config, Dinov2Model
+
+    _seeded(0)
+    Dinov2Model(Dinov2Config(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=37,
+                             image_size=32, patch_size=8)).save_pretrained(folder)
+    BitImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(folder)
     return folder
 
 
