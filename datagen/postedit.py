@@ -195,6 +195,8 @@ class PostEditChecker:
         rep.record("changed", "inside_change", inside, inside >= cfg.min_changed,
                    f"mean change inside the edit region {inside:.2f} < {cfg.min_changed} grey levels: no edit")
         changed = changed_pixels(src, tgt, cfg.change_px)
+        # No verdict of its own: a feature for calibration (a half-done edit changes half the region).
+        rep.scores["changed_share"] = round(float(changed[mask].mean()) if mask.any() else 0.0, 5)
         box = sample.target.get("box")
         if box is not None:
             from datagen.detection import box_iou
