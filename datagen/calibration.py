@@ -1,7 +1,7 @@
 """Calibrated routing: reviewers' decisions teach a small rule when people need not look.
 
 Per ``scenario/op`` group the rule is a logistic model on the candidate's score vector (the
-numeric entries of ``quality.scores``, plus the judge's score when present), standardised, fit by
+numeric entries of ``quality.scores``, the judge's among them when it ran), standardised, fit by
 L2-regularised Newton steps. Every weight is named, so the rule is read like a table. Two
 probability thresholds split the candidates:
 
@@ -39,16 +39,13 @@ class Example:
 
 def score_vector(quality: dict) -> dict:
     """Numeric features of a sample's ``quality`` dict: ``scores`` entries that are numbers or
-    booleans (as 0/1), plus ``judge_score`` from ``quality["judge"]["score"]``."""
+    booleans (as 0/1); the judge's score is among them as ``judge_score``."""
     out = {}
     for name, value in (quality.get("scores") or {}).items():
         if isinstance(value, bool):
             out[name] = float(value)
         elif isinstance(value, (int, float)) and math.isfinite(value):
             out[name] = float(value)
-    judge = quality.get("judge") or {}
-    if isinstance(judge.get("score"), (int, float)):
-        out["judge_score"] = float(judge["score"])
     return out
 
 

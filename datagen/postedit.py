@@ -25,6 +25,8 @@ Checks (``src``/``tgt`` HxWx3 uint8 RGB, ``mask`` HxW bool, ``target["box"]`` XY
 * with local CLIP weights (``clip=``): ``clip_direction`` (cosine of the image-embedding change of
   the edited crop with the text-embedding change between before/after captions, as in
   InstructPix2Pix / StyleGAN-NADA) and ``clip_image`` (whole-image similarity: the edit kept the scene).
+* with a local vision-language judge (``judge=``, ``datagen.judge.VlmJudge``): ``judge_score`` 1-5
+  (0 when it gave none) and its one-line reason in ``sample.quality["judge"]``.
 * with local DINOv2 weights (``dino=``): ``dino_outside``, cosine of the DINOv2 CLS embeddings of src
   and tgt with the edit region greyed out in both.
 """
@@ -60,6 +62,7 @@ class FilterConfig:
     min_clip_direction: float = 0.0
     min_clip_image: float = 0.6
     min_dino_outside: float = 0.7
+    min_judge_score: float = 3.0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -70,6 +73,7 @@ class PostEditReport:
     scores: dict = field(default_factory=dict)
     passed: list = field(default_factory=list)
     failed: dict = field(default_factory=dict)
+    judge: dict | None = None  # the judge's {"score", "reason"} when one ran
 
     def record(self, check: str, score_name: str, value: float, ok: bool, detail: str) -> None:
         self.scores[score_name] = round(float(value), 5)
@@ -157,17 +161,18 @@ class PostEditChecker:
     detector built with a low threshold (its scores are the evidence); ``clip``: a
     ``datagen.quality.ClipScorer``; ``dino``: a ``DinoScorer``. ``enforce``: quarantine failures."""
 
-    def __init__(self, config: FilterConfig | None = None, *, detector=None, clip=None, dino=None,
+    def __init__(self, config: FilterConfig | None = None, *, detector=None, clip=None, dino=None, judge=None,
                  enforce: bool = False):
         self.config = config or FilterConfig()
-        self.detector, self.clip, self.dino, self.enforce = detector, clip, dino, bool(enforce)
+        self.detector, self.clip, self.dino, self.judge = detector, clip, dino, judge
+        self.enforce = bool(enforce)
 
     def settings(self) -> dict:
         def name(part):
             return None if part is None else getattr(part, "name", type(part).__name__)
 
         return {"filter": self.config.to_dict(), "enforce": self.enforce, "detector": name(self.detector),
-                "clip": name(self.clip), "dino": name(self.dino)}
+                "clip": name(self.clip), "dino": name(self.dino), "judge": name(self.judge)}
 
     def attach(self, sample: EditSample, *, skip_id: str, source: str = "") -> EditSample | Quarantined:
         """Score ``sample``, record scores and verdicts in ``sample.quality``; return it, or (with
@@ -176,6 +181,8 @@ class PostEditChecker:
         quality = dict(sample.quality)
         quality["scores"] = {**quality.get("scores", {}), **report.scores}
         quality["post_edit"] = {"version": self.config.version, "passed": report.passed, "failed": report.failed}
+        if report.judge is not None:
+            quality["judge"] = report.judge
         sample.quality = quality
         if self.enforce and report.failed:
             detail = "; ".join(f"{k}: {v}" for k, v in report.failed.items())
@@ -220,7 +227,16 @@ class PostEditChecker:
             sim = self.dino.outside_similarity(src, tgt, dilate(mask, 4))
             rep.record("dino", "dino_outside", sim, sim >= cfg.min_dino_outside,
                        f"DINOv2 similarity of the untouched region {sim:.3f} < {cfg.min_dino_outside}")
+        if self.judge is not None:
+            self._judged(sample, rep)
         return rep
+
+    def _judged(self, sample: EditSample, rep: PostEditReport) -> None:
+        verdict = self.judge.judge([(sample.src, sample.tgt, sample.instruction)])[0]
+        rep.judge = {**verdict.to_dict(), "model": self.judge.name}
+        score = 0 if verdict.score is None else verdict.score  # no score given: the lowest, and it fails
+        rep.record("judge", "judge_score", score, score >= self.config.min_judge_score,
+                   f"the judge gives {verdict.score} (< {self.config.min_judge_score}): {verdict.reason}")
 
     def _recolor(self, sample: EditSample, region: np.ndarray, rep: PostEditReport) -> None:
         from datagen.instructions.colors import color_votes

@@ -224,12 +224,13 @@ class QualityChecker:
     detector: str | None = None
     detector_model: str | None = None
     dino: str | None = None
+    judge: str | None = None
     post_filter: dict = field(default_factory=dict)
     enforce_post_edit: bool = False
 
     def __post_init__(self) -> None:
-        """Build the post-edit checks (``datagen.postedit``): ``clip`` / ``dino`` may be local
-        weight folders, ``detector`` a ``datagen.detection`` name with ``detector_model`` its
+        """Build the post-edit checks (``datagen.postedit``): ``clip`` / ``dino`` / ``judge`` (a
+        vision-language model) may be local weight folders, ``detector`` a ``datagen.detection`` name with ``detector_model`` its
         folder, ``post_filter`` overrides of ``FilterConfig`` fields."""
         from datagen.postedit import FilterConfig, PostEditChecker
 
@@ -248,8 +249,13 @@ class QualityChecker:
             from datagen.postedit import DinoScorer
 
             dino = DinoScorer(str(self.dino))
+        judge = None
+        if self.judge is not None:
+            from datagen.judge import VlmJudge
+
+            judge = VlmJudge.from_pretrained(str(self.judge))
         self.post_edit = PostEditChecker(FilterConfig(**self.post_filter), detector=detector, clip=self.clip,
-                                         dino=dino, enforce=self.enforce_post_edit)
+                                         dino=dino, judge=judge, enforce=self.enforce_post_edit)
 
     def settings(self) -> dict:
         # Not asdict(): it would deep-copy the CLIP model held in ``clip``.

@@ -129,3 +129,28 @@ def tiny_detector_dir(name: str) -> Path:
     """The tiny model folder for detector ``name`` ("owlv2" | "grounding_dino"), built once per process."""
     make = {"owlv2": make_tiny_owlv2, "grounding_dino": make_tiny_grounding_dino}[name]
     return make(_cache_dir() / f"detector-{name}")
+
+
+LLAVA_CHAT_TEMPLATE = (  # the shape of llava-hf's 1.5 template: "USER: <image>\n... ASSISTANT:"
+    "{% for m in messages %}{{ m['role'].upper() }}: {% for c in m['content'] %}"
+    "{% if c['type'] == 'image' %}<image>\n{% else %}{{ c['text'] }}{% endif %}{% endfor %}\n{% endfor %}"
+    "{% if add_generation_prompt %}ASSISTANT:{% endif %}")
+
+
+def make_tiny_llava_judge(folder: str | Path, seed: int = 0) -> Path:
+    """A random-init ``LlavaForConditionalGeneration`` (Llama 64-dim, CLIP vision 32-dim) with a
+    ``LlavaProcessor`` (byte-level BPE with ``<image>``, CLIP image processor, chat template),
+    saved as a llava-hf folder."""
+    from transformers import CLIPImageProcessor, LlavaProcessor
+
+    from trainer.tiny import TINY_VISION_SIZE, build_tokenizer, save_tiny_llava
+
+    folder = Path(folder)
+    save_tiny_llava(folder, seed)
+    processor = LlavaProcessor(
+        image_processor=CLIPImageProcessor(size={"shortest_edge": TINY_VISION_SIZE},
+                                           crop_size={"height": TINY_VISION_SIZE, "width": TINY_VISION_SIZE}),
+        tokenizer=build_tokenizer(), patch_size=8, vision_feature_select_strategy="default", num_additional_image_tokens=1,
+        chat_template=LLAVA_CHAT_TEMPLATE)
+    processor.save_pretrained(folder)
+    return folder
