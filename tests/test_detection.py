@@ -2,6 +2,7 @@
 their box conventions, and ``--detect`` turning an unannotated image folder into samples."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -156,3 +157,23 @@ def test_detect_with_missing_weights_is_a_usage_error(image_folder, tmp_path, ca
     assert code == 2
     err = capsys.readouterr().err
     assert "--detector-model" in err and "Traceback" not in err
+
+
+def test_detect_fills_the_review_queue_through_the_reasoning_cli(image_folder, tmp_path, capsys):
+    from datagen.cli import main
+    from datagen.reasoning.queue import open_queue
+
+    queue = tmp_path / "queue"
+    code = main(["reasoning", "--source", str(image_folder), "--detect", "cat,cup,coin", "--detector", "owlv2",
+                 "--detector-model", str(tiny_detector_dir("owlv2")), "--detect-threshold", "0",
+                 "--queue", str(queue), "--no-progress", "--limit", "2"])
+    assert code == 0, capsys.readouterr().err
+    store = open_queue(queue)
+    with store.db.read() as tx:
+        metas = [json.loads(m) for (m,) in tx.all("SELECT meta FROM items")]
+    store.close()
+    assert metas
+    for meta in metas:
+        assert meta["provenance"]["source"].startswith("detected:owlv2:")
+        assert meta["target"]["category"] in PROMPTS
+        assert "post_edit" in meta["quality"]
