@@ -241,3 +241,15 @@ def test_learned_scores_through_local_weights(demo, tiny_weights):
         shifted = np.roll(s.tgt, 7, axis=1)
         assert dino.outside_similarity(s.src, shifted, dilate(s.mask, 4)) < 0.9999
     assert checker.settings()["post_edit"]["detector"] == "owlv2"
+
+
+def test_ssim_map_matches_skimage():
+    from skimage.metrics import structural_similarity
+
+    from datagen.postedit import ssim_map
+
+    rng = np.random.default_rng(3)
+    a = rng.integers(0, 256, (40, 50), dtype=np.uint8)
+    b = np.clip(a.astype(int) + rng.integers(-30, 30, a.shape), 0, 255).astype(np.uint8)
+    _, expected = structural_similarity(a, b, win_size=7, data_range=255, full=True)
+    np.testing.assert_allclose(ssim_map(a, b)[3:-3, 3:-3], expected[3:-3, 3:-3], atol=2e-4)
