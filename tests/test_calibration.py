@@ -65,7 +65,27 @@ def histories():
     return demo_candidates(6, 0), demo_candidates(3, 1)
 
 
-def test_calibrate_and_route_end_to_end(tmp_path, histories, capsys):
+def _stats_page_text(url: str, token: str, screenshot) -> tuple[str, list[str]]:
+    """Sign in with Chromium, open the stats page, return the routing paragraph and audit rows."""
+    sync_playwright = pytest.importorskip("playwright.sync_api").sync_playwright
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium",
+                                    args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+        page = browser.new_page(viewport={"width": 1200, "height": 1400})
+        page.goto(url + "/login")
+        page.fill("#token", token)
+        page.click("button[type=submit]")
+        page.wait_for_selector("body[data-ready='1']")
+        page.goto(url + "/stats")
+        page.wait_for_selector("#routing-table:not([hidden])")
+        text = page.inner_text("#routing")
+        rows = [r.inner_text() for r in page.query_selector_all("#routing-audit tr")]
+        page.screenshot(path=str(screenshot), full_page=True)
+        browser.close()
+    return text, rows
+
+
+def test_calibrate_and_route_end_to_end(tmp_path, histories, capsys, artifacts_dir):
     from datagen.cli import main
     from datagen.review.testing import ReviewServer
 
@@ -119,6 +139,10 @@ def test_calibrate_and_route_end_to_end(tmp_path, histories, capsys):
         page = httpx.get(server.url + "/api/stats", headers={"Authorization": f"Bearer {token}"})
         assert page.status_code == 200
         assert page.json()["routing"]["audit"] == json.loads(json.dumps(report["audit"]))
+        text, rows = _stats_page_text(server.url, token, artifacts_dir / "stats_routing.png")
+    assert rule.version in text and "audit" in text
+    approve = report["audit"]["approve"]
+    assert rows[0].split("\t")[:3] == ["approve", str(approve["decided"]), str(approve["agreed"])]
 
 
 def test_calibrate_with_too_few_decisions_stores_nothing(tmp_path, capsys):
