@@ -65,10 +65,11 @@ def test_wrong_instance_edit_is_caught(demo):
             continue
         hole = dilate(peer.mask, 6)
         wrong_tgt = builder.inpainter.inpaint(record.image, hole, seed=0)
-        planted = dataclasses.replace(s, tgt=wrong_tgt, mask=hole, quality={})
-        report = checker.check(planted)
-        assert "location" in report.failed, (s.instruction, report.scores)
-        assert report.scores["location_iou"] < 0.2 < s.quality["scores"]["location_iou"]
+        # The builder's bug took the wrong instance for the mask too, or only for the pixels.
+        for mask in (hole, s.mask):
+            report = checker.check(dataclasses.replace(s, tgt=wrong_tgt, mask=mask, quality={}))
+            assert "location" in report.failed, (s.instruction, report.scores)
+            assert report.scores["location_iou"] < 0.2 < s.quality["scores"]["location_iou"]
         caught += 1
     assert caught >= 2
 
