@@ -81,3 +81,37 @@ def test_missing_judge_weights_fail_in_one_sentence(tmp_path):
         VlmJudge.from_pretrained(None)
     with pytest.raises(BackendUnavailable, match="not an existing folder"):
         VlmJudge.from_pretrained(tmp_path / "none")
+
+
+def test_judge_cli_scores_waiting_queue_items(judge_dir, tmp_path, capsys):
+    import json
+
+    from datagen.cli import main
+    from datagen.reasoning.queue import open_queue
+    from datagen.schema import EditSample
+
+    store = open_queue(tmp_path / "q")
+    samples = []
+    for i, (src, tgt, text) in enumerate(_pairs(3)):
+        mask = np.zeros(src.shape[:2], bool)
+        mask[5:20, 5:20] = True
+        samples.append(EditSample(key=f"k{i}", src=src, tgt=tgt, mask=mask, instruction=text, scenario="reasoning",
+                                  op="remove", target={"category": "cup"}, quality={"scores": {"ssim_outside": 1.0}}))
+    store.add_many(samples)
+    store.close()
+    with torch_threads(1):
+        code = main(["judge", "--db", str(tmp_path / "q"), "--model", str(judge_dir), "--batch-size", "2",
+                     "--device", "cpu"])
+    out = capsys.readouterr().out
+    assert code == 0 and json.loads(out)["judged"] == 3
+    store = open_queue(tmp_path / "q")
+    with store.db.read() as tx:
+        metas = [json.loads(m) for (m,) in tx.all("SELECT meta FROM items ORDER BY id")]
+    store.close()
+    for meta in metas:
+        assert meta["quality"]["scores"]["ssim_outside"] == 1.0  # what was there stays
+        assert meta["quality"]["scores"]["judge_score"] == (meta["quality"]["judge"]["score"] or 0)
+    with torch_threads(1):
+        assert main(["judge", "--db", str(tmp_path / "q"), "--model", str(judge_dir), "--device", "cpu"]) == 0
+    assert json.loads(capsys.readouterr().out)["judged"] == 0, "judged items are not judged again"
+    assert main(["judge", "--db", str(tmp_path / "q"), "--model", str(tmp_path / "nope")]) == 2
