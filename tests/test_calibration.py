@@ -135,6 +135,14 @@ def test_calibrate_and_route_end_to_end(tmp_path, histories, capsys, artifacts_d
 
     assert queue_stats(store)["routing"]["version"] == rule.version
     store.close()
+    # Rule-approved candidates are published like any other, their review naming the rule.
+    from datagen.shards.reader import read_samples
+
+    assert main(["publish-reviewed", "--db", str(queue / "queue.db"), "--out", str(tmp_path / "pub"), "--name", "pub",
+                 "--manifests", str(tmp_path / "m")]) == 0
+    published = {s.key: s.review for s in read_samples(tmp_path / "m" / "pub.json")}
+    approved_by_rule = [k for k, v in rule_decisions.items() if v == "approve"]
+    assert approved_by_rule and all(published[k]["reviewers"] == [actor] for k in approved_by_rule)
     with ReviewServer(str(queue / "queue.db"), log_path=tmp_path / "server.log").start() as server:
         page = httpx.get(server.url + "/api/stats", headers={"Authorization": f"Bearer {token}"})
         assert page.status_code == 200

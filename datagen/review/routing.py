@@ -12,6 +12,11 @@ table (created here on first use; an additive migration, nothing else changes):
 * ``audit``    - the rule would decide, but this item (a deterministic ``audit_rate`` share by
   key and rule version) stays pending for people, and their verdict measures the rule.
 
+Routing is idempotent and safe to interrupt: an item is routed at most once (its ``routing`` row
+is written in the same transaction as the rule's decision); one added but not yet routed when a
+process dies simply stays with people, and ``calibrate --route-pending`` routes such a backlog.
+Items people decided are never routed, and the rule's own decisions never become training labels.
+
 ``routing_stats(store)`` reports counts by route and the rule's precision on the audited items,
 for the stats page.
 """
