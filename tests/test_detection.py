@@ -177,3 +177,11 @@ def test_detect_fills_the_review_queue_through_the_reasoning_cli(image_folder, t
         assert meta["provenance"]["source"].startswith("detected:owlv2:")
         assert meta["target"]["category"] in PROMPTS
         assert "post_edit" in meta["quality"]
+
+
+def test_grounding_caption_spans_name_each_prompt():
+    from datagen.detection.zero_shot import grounding_caption
+
+    caption, spans = grounding_caption(["Coffee Cup", "cat", "teddy bear"])
+    assert caption == "coffee cup. cat. teddy bear."
+    assert [caption[a:b] for a, b in spans] == ["coffee cup", "cat", "teddy bear"]
