@@ -236,9 +236,18 @@ class QualityChecker:
 
         if isinstance(self.clip, (str, bytes)) or hasattr(self.clip, "__fspath__"):
             self.clip = ClipScorer(str(self.clip))
+        unknown = sorted(set(self.post_filter) - {f.name for f in fields(FilterConfig)})
+        if unknown:
+            raise ValueError(f"quality.post_filter has unknown thresholds {unknown}; "
+                             f"known: {sorted(f.name for f in fields(FilterConfig))}")
         detector = None
         if self.detector is not None:
+            from datagen.backends import BackendUnavailable
             from datagen.detection import build_detector
+
+            if not self.detector_model:
+                raise BackendUnavailable(f"the post-edit detector check ({self.detector}) needs weights: "
+                                         "pass quality.detector_model=PATH.")
 
             # A low threshold: the checks read the scores themselves, against ``found_score``.
             detector = build_detector(self.detector, model_dir=self.detector_model, threshold=0.01)

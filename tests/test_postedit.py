@@ -129,6 +129,17 @@ def test_enforce_quarantines_and_settings_carry_the_version(demo):
     assert settings["filter"]["version"] == FILTER_VERSION and settings["filter"]["min_ssim"] == 0.5
 
 
+def test_quality_options_fail_in_one_sentence():
+    from datagen.backends import BackendUnavailable
+
+    with pytest.raises(ValueError, match=r"unknown thresholds \['min_sim'\]"):
+        QualityChecker(post_filter={"min_sim": 0.5})
+    with pytest.raises(BackendUnavailable, match=r"pass quality\.detector_model=PATH"):
+        QualityChecker(detector="owlv2")
+    with pytest.raises(ValueError, match="needs quality.detector=NAME"):
+        QualityChecker(detector_model="/w/owl")
+
+
 def test_manifest_records_the_filter_config(tmp_path):
     import json
 
