@@ -38,7 +38,7 @@ from typing import Any, Callable
 
 SCENARIOS = ("understanding", "perception", "reasoning")
 # Backends whose name alone means "a neural network that wants a GPU".
-LEARNED_BACKENDS = {"sam", "lama", "sd", "mat", "pih"}
+LEARNED_BACKENDS = {"sam", "lama", "sd", "mat", "pih", "owlv2", "grounding_dino"}
 MARKER_DIR = ".jobs"
 _NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,72}$")  # + "-b00000" stays within the writer's 80
 
@@ -146,11 +146,20 @@ def open_source(config: JobConfig):
     """The job's catalog, opened once per process."""
     from datagen.sources import open_catalog
 
+    detector = config.backends.get("detector")  # --detect: instances come from a detector
     options = {"images": config.images} if config.images else {}
     if config.allow_outside_root and not str(config.source).startswith("demo:"):
         options["allow_outside_root"] = True
-    return _cached(json.dumps(["catalog", config.source, options], sort_keys=True),
-                   lambda: open_catalog(config.source, **options))
+
+    def make():
+        if detector is not None:
+            from datagen.sources.detected import detected_catalog
+
+            return detected_catalog(config.source, detector.name, detector.options, images=config.images)
+        return open_catalog(config.source, **options)
+
+    key = ["catalog", config.source, options, detector.to_dict() if detector else None]
+    return _cached(json.dumps(key, sort_keys=True, default=str), make)
 
 
 def log_catalog_problems(config: JobConfig):

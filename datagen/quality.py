@@ -17,6 +17,9 @@ Checks (images ``HxWx3 uint8 RGB``, masks ``HxW bool``):
   ``removal_informative: False``.
 * ``clip``        - optional, with local CLIP weights: the fill's crop must match
   "a photo of a {category}" less than the original crop did.
+* post-edit checks (``datagen.postedit``, every op): SSIM outside the mask, change inside it,
+  where the change is against the named instance's box, and with weights detector / CLIP /
+  DINOv2 evidence; scores always recorded, failures quarantined only with ``enforce_post_edit``.
 * ``seam``        - gradient energy on a thin band across the paste boundary divided by the
   energy of the rings just inside and outside it. A hard, unblended edge concentrates gradient
   on the boundary; a feathered, harmonized paste does not.
@@ -218,12 +221,62 @@ class QualityChecker:
     context_px: int = 8
     clip_margin: float = 0.0
     clip: object | None = field(default=None, repr=False)
+    detector: str | None = None
+    detector_model: str | None = None
+    dino: str | None = None
+    judge: str | None = None
+    post_filter: dict = field(default_factory=dict)
+    enforce_post_edit: bool = False
+
+    def __post_init__(self) -> None:
+        """Build the post-edit checks (``datagen.postedit``): ``clip`` / ``dino`` / ``judge`` (a
+        vision-language model) may be local weight folders, ``detector`` a ``datagen.detection`` name with ``detector_model`` its
+        folder, ``post_filter`` overrides of ``FilterConfig`` fields."""
+        from datagen.postedit import FilterConfig, PostEditChecker
+
+        if isinstance(self.clip, (str, bytes)) or hasattr(self.clip, "__fspath__"):
+            self.clip = ClipScorer(str(self.clip))
+        unknown = sorted(set(self.post_filter) - {f.name for f in fields(FilterConfig)})
+        if unknown:
+            raise ValueError(f"quality.post_filter has unknown thresholds {unknown}; "
+                             f"known: {sorted(f.name for f in fields(FilterConfig))}")
+        detector = None
+        if self.detector is not None:
+            from datagen.backends import BackendUnavailable
+            from datagen.detection import build_detector
+
+            if not self.detector_model:
+                raise BackendUnavailable(f"the post-edit detector check ({self.detector}) needs weights: "
+                                         "pass quality.detector_model=PATH.")
+
+            # A low threshold: the checks read the scores themselves, against ``found_score``.
+            detector = build_detector(self.detector, model_dir=self.detector_model, threshold=0.01)
+        elif self.detector_model is not None:
+            raise ValueError("quality.detector_model needs quality.detector=NAME (owlv2 or grounding_dino)")
+        dino = None
+        if self.dino is not None:
+            from datagen.postedit import DinoScorer
+
+            dino = DinoScorer(str(self.dino))
+        judge = None
+        if self.judge is not None:
+            from datagen.judge import VlmJudge
+
+            judge = VlmJudge.from_pretrained(str(self.judge))
+        self.post_edit = PostEditChecker(FilterConfig(**self.post_filter), detector=detector, clip=self.clip,
+                                         dino=dino, judge=judge, enforce=self.enforce_post_edit)
 
     def settings(self) -> dict:
         # Not asdict(): it would deep-copy the CLIP model held in ``clip``.
         out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "clip"}
         out["clip"] = getattr(self.clip, "name", None) if self.clip is not None else None
+        out["post_edit"] = self.post_edit.settings()
         return out
+
+    def attach_post_edit(self, sample, *, skip_id: str, source: str = ""):
+        """``PostEditChecker.attach``: post-edit scores into ``sample.quality``; the sample, or a
+        ``Quarantined`` when ``enforce_post_edit`` is set and a check fails."""
+        return self.post_edit.attach(sample, skip_id=skip_id, source=source)
 
     def check_common(self, src: np.ndarray, tgt: np.ndarray, edit_mask: np.ndarray) -> QualityReport:
         """``mask_area`` and ``background`` for any op."""
@@ -317,17 +370,27 @@ class ClipScorer:
         self.processor = CLIPProcessor.from_pretrained(path, local_files_only=True)
         self._text_cache: dict[str, object] = {}
 
-    def similarity(self, crop: np.ndarray, text: str) -> float:
+    def text_embedding(self, text: str) -> np.ndarray:
+        """Unit-norm text embedding (D float32), cached per text."""
         import torch
 
-        with torch.no_grad():
-            if text not in self._text_cache:
+        if text not in self._text_cache:
+            with torch.no_grad():
                 tok = self.processor(text=[text], return_tensors="pt", padding=True).to(self.device)
                 t = self.model.get_text_features(**tok)
                 t = getattr(t, "pooler_output", t)
-                self._text_cache[text] = torch.nn.functional.normalize(t, dim=-1)
-            pix = self.processor(images=[crop], return_tensors="pt").to(self.device)
+                self._text_cache[text] = torch.nn.functional.normalize(t.float(), dim=-1)[0].cpu().numpy()
+        return self._text_cache[text]
+
+    def image_embeddings(self, images) -> np.ndarray:
+        """Unit-norm image embeddings (N x D float32) of N HxWx3 uint8 images (sizes may differ)."""
+        import torch
+
+        with torch.no_grad():
+            pix = self.processor(images=list(images), return_tensors="pt").to(self.device)
             v = self.model.get_image_features(**pix)
             v = getattr(v, "pooler_output", v)
-            v = torch.nn.functional.normalize(v, dim=-1)
-            return float((v @ self._text_cache[text].T).item())
+            return torch.nn.functional.normalize(v.float(), dim=-1).cpu().numpy()
+
+    def similarity(self, crop: np.ndarray, text: str) -> float:
+        return float(self.image_embeddings([crop])[0] @ self.text_embedding(text))

@@ -12,6 +12,7 @@ from datagen.quality import (
     hellinger,
     seam_ratio,
 )
+from tests.tiny_quality_models import make_tiny_clip
 
 
 def _textured(h=160, w=200, seed=0, base=(90, 140, 70)) -> np.ndarray:
@@ -52,6 +53,35 @@ def test_measures():
     red = color_histogram(np.array([[255, 0, 0]] * 10, np.uint8))
     blue = color_histogram(np.array([[0, 0, 255]] * 10, np.uint8))
     assert hellinger(red, red) == pytest.approx(0.0, abs=1e-7) and hellinger(red, blue) == pytest.approx(1.0)
+
+
+def test_background_psnr_counts_only_pixels_outside_the_mask():
+    """Images that differ both inside and outside the mask, with a PSNR computed by hand: a PSNR
+    over the whole frame, over the frame with the mask zeroed, or averaged over the wrong pixel
+    count all give other numbers."""
+    rng = np.random.default_rng(7)
+    src = rng.integers(20, 200, (30, 40, 3), dtype=np.uint8)
+    mask = np.zeros((30, 40), bool)
+    mask[5:20, 10:30] = True
+    tgt = src.copy()
+    tgt[mask] = 255 - tgt[mask]  # a big change inside: must not count
+    step = np.where(rng.random((30, 40, 1)) < 0.5, 6, 14).astype(np.uint8)
+    tgt[~mask] = src[~mask] + step[~mask]  # a known change outside
+    diff = step[~mask].astype(np.float64).repeat(3, axis=1)
+    expected = 10 * np.log10(255.0**2 / np.mean(diff**2))
+    assert background_psnr(src, tgt, mask) == pytest.approx(expected, abs=1e-6)
+    whole = 10 * np.log10(255.0**2 / np.mean((tgt.astype(float) - src) ** 2))
+    assert abs(expected - whole) > 5  # the inputs tell the variants apart
+
+
+def test_background_psnr_of_a_uniform_shift_outside_the_mask():
+    src = np.full((10, 10, 3), 100, np.uint8)
+    tgt = src + np.uint8(10)
+    mask = np.zeros((10, 10), bool)
+    mask[:5] = True
+    tgt[mask] = src[mask]  # unchanged inside; only outside shifted by 10
+    assert background_psnr(src, tgt, mask) == pytest.approx(10 * np.log10(255.0**2 / 100.0), abs=1e-9)
+    assert background_psnr(src, tgt, ~mask) == PSNR_CAP  # the change lies inside this mask
 
 
 def test_good_removal_passes(scene):
@@ -146,40 +176,23 @@ def test_report_is_json_ready(scene):
     assert set(d) == {"scores", "passed", "failed"}
 
 
-def _tiny_clip(folder):
-    """A random-init CLIP with a character-level BPE vocabulary, saved like a real local model."""
-    import json
-
-    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor, CLIPTokenizer
-
-    letters = "abcdefghijklmnopqrstuvwxyz"
-    tokens = ["<|startoftext|>", "<|endoftext|>", *letters, *(c + "</w>" for c in letters)]
-    (folder / "vocab.json").write_text(json.dumps({t: i for i, t in enumerate(tokens)}))
-    (folder / "merges.txt").write_text("#version: 0.2\n")
-    tokenizer = CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"))
-    images = CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
-    config = CLIPConfig(
-        text_config={"vocab_size": len(tokens), "hidden_size": 32, "intermediate_size": 37, "num_hidden_layers": 1,
-                     "num_attention_heads": 4, "max_position_embeddings": 77,
-                     "bos_token_id": 0, "eos_token_id": 1, "pad_token_id": 1},
-        vision_config={"image_size": 32, "patch_size": 8, "hidden_size": 32, "intermediate_size": 37,
-                       "num_hidden_layers": 1, "num_attention_heads": 4},
-        projection_dim=16,
-    )
-    CLIPModel(config).save_pretrained(folder)
-    CLIPProcessor(image_processor=images, tokenizer=tokenizer).save_pretrained(folder)
-    return folder
-
-
 def test_clip_check_with_local_weights(tmp_path, scene):
-    from datagen.quality import ClipScorer
+    """The verdict must follow the scores: with a margin just below the measured drop the check
+    passes, just above it fails; the recorded scores are those of the crops around the hole."""
+    from datagen.quality import ClipScorer, bbox_slices
 
-    scorer = ClipScorer(str(_tiny_clip(tmp_path)), device="cpu")
+    scorer = ClipScorer(str(make_tiny_clip(tmp_path)), device="cpu")
     _bg, x1, y1, obj, hole = scene
-    sim = scorer.similarity(x1[40:120, 60:140], "a photo of a ball")
-    assert -1.0 <= sim <= 1.0
-    lenient = QualityChecker(clip=scorer, clip_margin=-2.0).check_removal(x1, y1, obj, hole, category="ball")
-    strict = QualityChecker(clip=scorer, clip_margin=2.0).check_removal(x1, y1, obj, hole, category="ball")
-    assert "clip" in lenient.passed and {"clip_before", "clip_after"} <= set(lenient.scores)
-    assert strict.reason == "quality:clip"
+    checker = QualityChecker(clip=scorer)
+    ys, xs = bbox_slices(hole, checker.context_px)
+    before = scorer.similarity(x1[ys, xs], "a photo of a ball")
+    after = scorer.similarity(y1[ys, xs], "a photo of a ball")
+    assert before != pytest.approx(after, abs=1e-4), "the tiny CLIP must tell the crops apart"
+    drop = before - after
+    just_below = QualityChecker(clip=scorer, clip_margin=drop - 1e-3).check_removal(x1, y1, obj, hole, category="ball")
+    just_above = QualityChecker(clip=scorer, clip_margin=drop + 1e-3).check_removal(x1, y1, obj, hole, category="ball")
+    assert "clip" in just_below.passed
+    assert just_above.reason == "quality:clip"
+    assert just_below.scores["clip_before"] == pytest.approx(before, abs=1e-4)
+    assert just_below.scores["clip_after"] == pytest.approx(after, abs=1e-4)
     assert QualityChecker(clip=scorer).settings()["clip"].startswith("clip:")

@@ -20,6 +20,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "review": ("datagen.cli.review", "review queue: serve the web UI, add reviewers, export decisions"),
     "inspect": ("datagen.cli.inspect", "counts and samples of a manifest; verify every shard's checksum"),
     "contact-sheet": ("datagen.cli.contact_sheet", "grid of src | tgt | mask with instructions, as a PNG"),
+    "calibrate": ("datagen.cli.calibrate", "fit auto-approve / auto-reject rules on review decisions; route new candidates by them"),
+    "judge": ("datagen.cli.judge", "score waiting review candidates with a local vision-language judge (1-5 + reason)"),
     "demo": ("datagen.cli.demo", "the whole pipeline on demo scenes with the classical CPU backends"),
 }
 

@@ -42,11 +42,48 @@ def add_job_arguments(parser: argparse.ArgumentParser, *, name: str) -> None:
     parser.add_argument("--image-format", type=ImageEncoding.argument, default="png", metavar="png|jpg[:Q]|webp[:Q]",
                         help="src/tgt encoding in shards (masks stay PNG)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_detect_arguments(parser)
+
+
+def add_detect_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--detect`` and its detector options: instances from an open-vocabulary detector."""
+    from datagen.detection import DETECTORS
+
+    parser.add_argument("--detect", type=_prompt_list, default=None, metavar="CATEGORIES",
+                        help="comma-separated categories to detect (e.g. 'cat,dog,cup'): --source may then be a "
+                             "folder of unannotated images; a catalog's own annotations are ignored")
+    parser.add_argument("--detector", choices=DETECTORS.names(), default="owlv2", help="detector for --detect")
+    parser.add_argument("--detector-model", default=None, help="local transformers folder of the --detector weights")
+    parser.add_argument("--detect-threshold", type=float, default=0.3, help="lowest detection score kept")
+
+
+def _prompt_list(text: str) -> list[str]:
+    from datagen.detection import parse_prompts
+
+    try:
+        return parse_prompts(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def detector_backend(args: argparse.Namespace):
+    """The ``detector`` stage ``Backend`` the ``--detect`` arguments ask for, or None without ``--detect``."""
+    from datagen.jobs import Backend
+
+    if not args.detect:
+        return None
+    options = {"prompts": list(args.detect), "threshold": args.detect_threshold}
+    if args.detector_model:
+        options["model_dir"] = args.detector_model
+    return Backend(args.detector, options)
 
 
 def job_config(args: argparse.Namespace, scenario: str, **fields) -> JobConfig:
     """``JobConfig`` from ``add_job_arguments``' values plus scenario-specific ``fields``."""
     manifests = args.manifests if args.manifests is not None else args.out
+    detector = detector_backend(args)
+    if detector is not None:
+        fields["backends"] = {**fields.get("backends", {}), "detector": detector}
     return JobConfig(scenario, source=args.source, images=args.images, out=args.out, name=args.name,
                      manifest_dir=manifests, limit=args.limit, seed=args.seed, batch_size=args.batch_size,
                      maxcount=args.maxcount, image_format=args.image_format,

@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 
 from datagen.cli.argtypes import non_negative_int, positive_int
-from datagen.cli.jobargs import usage_error
+from datagen.cli.jobargs import add_detect_arguments, detector_backend, usage_error
 
 HELP = "world-knowledge edit candidates into the review queue"
 
@@ -68,6 +68,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--limit", type=non_negative_int, default=None, help="use only the first N records of the catalog")
     parser.add_argument("--seed", type=non_negative_int, default=0, help="varies descriptions, edits and inpainting seeds")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_detect_arguments(parser)
 
 
 def build_builder(args: argparse.Namespace):
@@ -123,7 +124,13 @@ def run(args: argparse.Namespace) -> int:
     if args.allow_outside_root and not args.source.startswith("demo:"):
         options["allow_outside_root"] = True
     try:
-        catalog = open_catalog(args.source, **options)
+        detector = detector_backend(args)
+        if detector is not None:  # builds the detector now: missing weights fail before any work
+            from datagen.sources.detected import detected_catalog
+
+            catalog = detected_catalog(args.source, detector.name, detector.options, images=args.images)
+        else:
+            catalog = open_catalog(args.source, **options)
         builder = build_builder(args)
     except BackendUnavailable as exc:
         return usage_error("reasoning", exc)

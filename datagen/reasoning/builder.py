@@ -218,7 +218,8 @@ class ReasoningBuilder:
         return report
 
     def _sample(self, record: ImageRecord, inst: Instance, ref: Referring | None, description: Description,
-                op: str, result: EditResult, report: QualityReport, case_id: str, k: int, edit_seed: int) -> EditSample:
+                op: str, result: EditResult, report: QualityReport, case_id: str, k: int,
+                edit_seed: int) -> EditSample | Quarantined:
         phrasing = reasoning_instruction(op, description, value=result.value or "", referring=ref, seed=self.seed,
                                          key=(record.id, inst.id))
         original = phrasing.instruction
@@ -249,9 +250,11 @@ class ReasoningBuilder:
         }
         key = sample_key(record.id, inst.id, op, description.id, original, result.value, k, edit_seed,
                          self._settings["key"])
-        return EditSample(key=key, src=record.image, tgt=result.tgt, mask=result.mask, instruction=instruction,
-                          paraphrases=paraphrases, scenario="reasoning", op=op, target=target,
-                          provenance=provenance, quality=report.to_dict(), review={"status": "pending"})
+        sample = EditSample(key=key, src=record.image, tgt=result.tgt, mask=result.mask, instruction=instruction,
+                            paraphrases=paraphrases, scenario="reasoning", op=op, target=target,
+                            provenance=provenance, quality=report.to_dict(), review={"status": "pending"})
+        # Post-edit scores on every candidate: the reviewers' decisions later calibrate them.
+        return self.quality.attach_post_edit(sample, skip_id=f"{record.id}/{inst.id}/{op}#{k}", source=record.source)
 
     # ------------------------------------------------------------------ helpers
 

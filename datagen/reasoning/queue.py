@@ -10,6 +10,10 @@
   runs the one shared loop; ``fill_queue(catalog, builder, store)`` is that loop plus a summary.
 * ``review_hint(db)``: how to open the filled queue.
 
+When the queue holds a calibrated rule (``python -m datagen calibrate``), every new candidate is
+routed as it is added (``datagen.review.routing``): auto-approved, auto-rejected, audited or left
+to people.
+
 Exactly once: the store ignores a key it already holds (``add`` returns False), and keys are
 derived from inputs and settings, so rerunning a command adds only what is new.
 """
@@ -20,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
+from datagen.review.routing import Router
 from datagen.schema import EditSample, Quarantined
 
 QUEUE_FILE = "queue.db"
@@ -67,9 +72,12 @@ def enqueue(items: Iterable[EditSample | Quarantined], store, stats: EnqueueStat
     stats = stats if stats is not None else EnqueueStats()
     batch: list[EditSample] = []
 
+    router = Router(store)
+
     def flush() -> None:
         if batch:
             added = store.add_many(batch, case_id=case_of(batch[0]))
+            router.route_keys(s.key for s in batch)  # only new, unrouted items are touched
             stats.added += added
             stats.already += len(batch) - added
             batch.clear()
@@ -103,6 +111,7 @@ class QueueWriter:
         self.skips: list[tuple[str, str]] = []
         self.quarantined: list[Quarantined] = []
         self.records_done: set[str] = set()
+        self.router = Router(store)
 
     @property
     def done_records(self) -> frozenset[str]:
@@ -110,7 +119,10 @@ class QueueWriter:
 
     def write(self, sample: EditSample) -> bool:
         self.cases.add(case_of(sample))
-        return self.store.add(sample, case_id=case_of(sample))
+        added = self.store.add(sample, case_id=case_of(sample))
+        if added:
+            self.router.route_keys([sample.key])
+        return added
 
     def skip(self, reason: str, item_id: str) -> bool:
         self.skips.append((str(reason), str(item_id)))
@@ -154,7 +166,7 @@ def fill_queue(catalog, builder, store, *, ids: Iterable[str] | None = None, pro
         "cases": len(writer.cases), "by_op": dict(sorted(stats.by_op.items())),
         "skipped": dict(sorted(stats.skipped.items())), "quarantined": dict(sorted(stats.quarantined.items())),
         "dropped_annotations": dict(sorted(stats.dropped_annotations.items())),
-        "seconds": round(stats.seconds, 2),
+        "seconds": round(stats.seconds, 2), "routed": dict(sorted(writer.router.counts.items())),
     }
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import time
 from collections import Counter, defaultdict
 
+from .routing import routing_stats
 from .store import ReviewStore
 
 STATUSES = ("pending", "approved", "rejected", "conflicted")
@@ -44,6 +45,7 @@ def queue_stats(store: ReviewStore, *, conflicted_limit: int = 50) -> dict:
                        for i, text in conflicted],
         "settings": {"reviews_per_item": int(settings.get("reviews_per_item", 1)),
                      "agreement": settings.get("agreement", "unanimous")},
+        "routing": routing_stats(store),  # the calibrated rule and its audited precision, or None
     }
 
 

@@ -324,7 +324,7 @@ class UnderstandingBuilder:
         return out
 
     def _sample(self, record, rm, op, src, tgt, mask, instruction, paraphrases, target, report,
-                *, images, extra=None) -> EditSample:
+                *, images, extra=None) -> EditSample | Quarantined:
         key_parts = [record.id, rm.instance.id, op, self._settings["seed"], self._settings["dilate_px"],
                      self._settings["masker"], self._settings["inpainter"]]
         if op == "replace":
@@ -340,11 +340,13 @@ class UnderstandingBuilder:
             "versions": self._versions,
             **(extra or {}),
         }
-        return EditSample(
+        sample = EditSample(
             key=sample_key(*key_parts), src=src, tgt=tgt, mask=mask, instruction=instruction,
             paraphrases=paraphrases, scenario="understanding", op=op, target=target,
             provenance=provenance, quality=report.to_dict(),
         )
+        # Post-edit scores on every sample (a Quarantined only with quality.enforce_post_edit).
+        return self.quality.attach_post_edit(sample, skip_id=f"{record.id}/{rm.instance.id}/{op}", source=record.source)
 
     def _compute_settings(self) -> dict:
         return {

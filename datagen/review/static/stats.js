@@ -61,6 +61,16 @@ function resolveButtons(item) {
   return td;
 }
 
+function showRouting(r) {
+  $("routing-table").hidden = !r;
+  if (!r) return;
+  const routed = r.routes.map((x) => `${x.n} ${x.route}${x.predicted ? " " + x.predicted : ""}`).join(", ");
+  $("routing").textContent = `Rule ${r.version} (auto-approve at ≥ ${pct(r.targets.approve_precision)} precision, ` +
+    `audit ${pct(r.audit_rate)} of its calls): ${routed || "nothing routed yet"}.`;
+  $("routing-audit").replaceChildren(...Object.entries(r.audit).map(([call, a]) =>
+    row([call, a.decided, a.agreed, a.precision === null ? "–" : pct(a.precision)])));
+}
+
 async function load() {
   const [me, s] = await Promise.all([getJson("/api/me"), getJson("/api/stats")]);
   $("who").textContent = me.name + (me.admin ? " (admin)" : "");
@@ -77,6 +87,7 @@ async function load() {
     : `No item has two reviews yet. Rule: ${s.settings.agreement}, ${s.settings.reviews_per_item} review(s) per item.`;
   $("reviewers").replaceChildren(...s.reviewers.map((r) =>
     row([r.reviewer, r.decisions, pct(r.approve_rate), pct(r.agreement), r.skips, r.undos])));
+  showRouting(s.routing);
   $("ops").replaceChildren(...Object.entries(s.by_op).map(([op, c]) =>
     row([op, c.pending, c.approved, c.rejected, c.conflicted])));
   $("resolve-head").hidden = !me.admin;
