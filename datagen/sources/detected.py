@@ -25,10 +25,9 @@ from typing import Any, Sequence
 
 from datagen.detection import parse_prompts
 from datagen.imageio import DEFAULT_MAX_PIXELS, load_image
-from datagen.sources.base import confined_path
 from datagen.schema import ImageRecord, Quarantined
 from datagen.sources.annotations import InstanceProblem, dropped_entry, make_instance
-from datagen.sources.base import Catalog, CatalogError
+from datagen.sources.base import Catalog, CatalogError, confined_path
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 _DETECTORS: dict[str, Any] = {}  # settings JSON -> detector, per process
