@@ -69,7 +69,7 @@ class Editor:
         ids = torch.tensor([gen.ids], device=self.device)
         hidden, _, _ = self.model.llm(ids, torch.ones_like(ids), vision)
         context, spatial = self.model.condition(hidden, ids, vision, latent_hw)
-        return context.float(), spatial.float(), gen
+        return context.float(), None if spatial is None else spatial.float(), gen
 
     @torch.no_grad()
     def edit(self, image: np.ndarray, instruction: str, *, steps: int = 100, text_guidance: float = 7.5,
@@ -93,7 +93,7 @@ class Editor:
         # Branches: (text, image), (null text, image), (null text, no image); v' in all three.
         image_cond = torch.cat([src_latent, src_latent, torch.zeros_like(src_latent)])
         contexts = torch.cat([context, null, null])
-        spatials = spatial.expand(3, -1, -1, -1)
+        spatials = None if spatial is None else spatial.expand(3, -1, -1, -1)
         for t in scheduler.timesteps:
             scaled = scheduler.scale_model_input(torch.cat([latents] * 3), t)
             eps = denoise(model.unet, torch.cat([scaled, image_cond], 1), t.expand(3), contexts, spatials).float()

@@ -79,7 +79,8 @@ def test_main_end_to_end_with_vqa_and_mix(dataset, tmp_path, train_argv):
     rows = _log(tmp_path)
     assert [r["step"] for r in rows] == [1, 2, 3] and all(r["loss"] > 0 for r in rows)
     ckpt = Path(summary["checkpoint"])
-    assert ckpt.name == "step-0000003" and (tmp_path / "checkpoints" / "latest").read_text() == ckpt.name
+    latest = tmp_path / "checkpoints" / "latest"
+    assert ckpt.name == "step-0000003" and latest.is_symlink() and latest.resolve() == ckpt.resolve()
     for part in ("config.json", "tokenizer", "llava_adapter/adapter_model.safetensors", "qformer.safetensors",
                  "bim.safetensors", "unet/config.json", "null_text.safetensors", "training_state.pt"):
         assert (ckpt / part).exists(), part
@@ -92,4 +93,5 @@ def test_main_end_to_end_with_vqa_and_mix(dataset, tmp_path, train_argv):
     tok = AutoTokenizer.from_pretrained(str(ckpt / "tokenizer"), local_files_only=True)
     assert all(t in tok.get_vocab() for t in IMAGE_TOKENS) and "<img>" in tok.get_vocab()
     # A second call resumes from `latest` and has nothing left to do.
-    assert main(train_argv(dataset, tmp_path, "--max-steps", "3"))["step"] == 3
+    again = main(train_argv(dataset, tmp_path, "--max-steps", "3"))
+    assert again["step"] == 3 and again["nothing_to_do"]
