@@ -56,7 +56,7 @@ def manifest_cases(manifest: str, limit: int = 0) -> list[Case]:
     from trainer.sources import manifest_source
 
     cases = []
-    for raw in tar_samples(manifest_source(manifest).urls):
+    for raw in tar_samples(manifest_source(manifest, allow_holdout=True).urls):
         meta = json.loads(raw["json"])
         mask = np.asarray(Image.open(__import__("io").BytesIO(raw["mask.png"])).convert("L")) > 127
         cases.append(Case(raw["__key__"], category_of(meta), meta["instruction"],

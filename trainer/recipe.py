@@ -57,7 +57,8 @@ def read_recipe(path: str | Path) -> dict:
     if not isinstance(entries, list) or not entries:
         raise ValueError(f"--recipe {path}: 'datasets' must be a non-empty list")
     for i, entry in enumerate(entries):
-        where = f"--recipe {path}: dataset {i + 1} ({entry.get('name', '?') if isinstance(entry, dict) else entry!r})"
+        label = entry.get("name", "?") if isinstance(entry, dict) else repr(entry)
+        where = f"--recipe {path}: dataset {i + 1} ({label})"
         if not isinstance(entry, dict) or not entry.get("name"):
             raise ValueError(f"{where} needs a name")
         if unknown := sorted(set(entry) - ENTRY_KEYS):
