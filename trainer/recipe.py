@@ -24,7 +24,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from trainer.sources import (Source, check_unique_names, drop_duplicate_keys, find_manifests, manifest_source,
+from trainer.sources import (Source, check_unique_names, drop_duplicate_keys, manifest_source, training_manifests,
                              vqa_source)
 
 log = logging.getLogger(__name__)
@@ -77,6 +77,7 @@ def recipe_sources(path: str | Path, data_root: str | None = None) -> list[Sourc
     data = read_recipe(path)
     root = _root(path, data, data_root)
     groups: list[tuple[float, list[Source]]] = []
+    held_out: list[Source] = []
     for entry in data["datasets"]:
         weight = float(entry.get("weight", 1.0))
         if "vqa" in entry:
@@ -85,14 +86,15 @@ def recipe_sources(path: str | Path, data_root: str | None = None) -> list[Sourc
             source.name = entry["name"]
             groups.append((weight, [source]))
             continue
-        urls = find_manifests(_resolve(root, entry["manifest"]))
+        urls, held = training_manifests(_resolve(root, entry["manifest"]))
+        held_out += held
         sources = [manifest_source(u) for u in urls]
         for s in sources:
             s.name = entry["name"] if len(sources) == 1 else f"{entry['name']}/{s.name}"
         groups.append((weight, sources))
     every = [s for _, group in groups for s in group]
     check_unique_names(every)
-    drop_duplicate_keys(every)
+    drop_duplicate_keys(every, held_out)
     for weight, group in groups:
         size = sum(s.nsamples for s in group) or 1
         for s in group:

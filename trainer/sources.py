@@ -119,34 +119,58 @@ def shard_keys(source: Source) -> dict[str, list[str]]:
     return keys
 
 
-def drop_duplicate_keys(sources: list[Source]) -> None:
+def drop_duplicate_keys(sources: list[Source], held_out: list[Source] = ()) -> None:
     """Each sample key is read once across all ``shards`` sources, from the first source (in the
-    given order) that lists it: later sources pass over it (whole shards are dropped when every key
-    of theirs is taken) and count it out of ``nsamples``. Says what it found in the log."""
+    given order) that lists it, and never when a held-out split (``held_out``) has it: sources pass
+    over such keys (whole shards are dropped when every key of theirs is taken) and count them out
+    of ``nsamples``. Says what it found in the log."""
+    excluded = {k: h.name for h in held_out for keys in shard_keys(h).values() for k in keys}
     owner: dict[str, str] = {}
     found = False
     for source in sources:
         if source.kind != "shards":
             continue
-        kept_urls, dupes, total, others = [], 0, 0, set()
+        kept_urls, dupes, held, total, others = [], 0, 0, 0, set()
         for url, keys in shard_keys(source).items():
-            taken = {k for k in keys if k in owner}
-            others.update(owner[k] for k in taken)
-            total += len(keys)
+            taken = {k for k in keys if k in owner or k in excluded}
+            others.update(owner[k] for k in taken if k in owner)
+            held += sum(k in excluded for k in keys)
             dupes += len(taken)
+            total += len(keys)
             if len(taken) < len(keys):
                 kept_urls.append(url)
                 if taken:
                     source.skip_keys[url] = frozenset(taken)
             for k in keys:
                 owner.setdefault(k, source.name)
-        if dupes:
+        if dupes - held:
             found = True
             log.warning("%s: %d of its %d samples are also in %s; each is read once, from there",
-                        source.name, dupes, total, ", ".join(sorted(others)))
-            source.urls, source.nsamples = kept_urls, max(0, source.nsamples - dupes)
+                        source.name, dupes - held, total, ", ".join(sorted(others)))
+        if held:
+            log.warning("%s: %d of its %d samples are in a held-out split (%s); they are left out of training",
+                        source.name, held, total, ", ".join(sorted({h.name for h in held_out})))
+        source.urls, source.nsamples = kept_urls, max(0, source.nsamples - dupes)
     if not found:
         log.info("duplicate keys: none across %d manifests", sum(s.kind == "shards" for s in sources))
+
+
+def training_manifests(spec: str) -> tuple[list[str], list[Source]]:
+    """Manifests of one ``--shards`` value: (URLs to train on, held-out splits found beside them).
+    A folder's held-out manifests (``"holdout": true``) are not trained on but their keys are left
+    out of training; a held-out manifest named directly is refused by ``manifest_source``."""
+    urls = find_manifests(spec)
+    fs, path = _fs(spec)
+    if not fs.isdir(path):
+        return urls, []
+    train, held = [], []
+    for url in urls:
+        if read_json(url).get("holdout") is True:
+            held.append(manifest_source(url, allow_holdout=True))
+            log.info("held-out split %s in %s: not trained on, its keys left out of training", held[-1].name, spec)
+        else:
+            train.append(url)
+    return train, held
 
 
 def vqa_source(path: str, image_root: str | None = None) -> Source:
@@ -202,10 +226,11 @@ def assign_weights(sources: list[Source], mix: dict[str, float]) -> list[Source]
 def load_sources(shards: list[str], vqa: list[str] | None = None, vqa_images: str | None = None,
                  mix: dict[str, float] | None = None) -> list[Source]:
     """Every manifest under each ``--shards`` spec plus each ``--vqa`` file, weighted."""
-    sources = [manifest_source(url) for spec in shards for url in find_manifests(spec)]
+    found = [training_manifests(spec) for spec in shards]
+    sources = [manifest_source(url) for urls, _ in found for url in urls]
     sources += [vqa_source(path, vqa_images) for path in vqa or []]
     check_unique_names(sources)
-    drop_duplicate_keys(sources)
+    drop_duplicate_keys(sources, [h for _, held in found for h in held])
     return assign_weights(sources, mix or {})
 
 
