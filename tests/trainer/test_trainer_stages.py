@@ -166,3 +166,17 @@ def test_missing_files_and_bad_configs_are_one_sentence(dataset, tmp_path, train
     (tmp_path / "config.json").write_text("{not json")
     with pytest.raises(ValueError, match="is not valid JSON"):
         Editor(tmp_path)
+
+
+def test_report_to_tensorboard_writes_event_files(dataset, tmp_path, train_argv):
+    pytest.importorskip("tensorboard")
+    from trainer.stage2 import main
+
+    main(train_argv(dataset, tmp_path, "--max-steps", "2", "--report-to", "tensorboard"))
+    events = list((tmp_path / "logs").rglob("events.out.tfevents.*"))
+    assert events and events[0].stat().st_size > 0
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(events[0].parent))
+    acc.Reload()
+    assert [e.step for e in acc.Scalars("loss")] == [1, 2]
