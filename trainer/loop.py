@@ -61,6 +61,19 @@ def make_optimizer(args, model):
     return optimizer, scheduler
 
 
+def prepare(args, accelerator, model, ckpt):
+    """Optimizer and schedule, accelerate wrapping, and (resuming from ``ckpt``) their state.
+    Returns ``(model, optimizer, scheduler, state)``; ``state``: ``step``, ``batches``, ``checkpoint``."""
+    from trainer.checkpoint import load_training_state
+
+    optimizer, scheduler = make_optimizer(args, model)
+    configure_deepspeed(accelerator, args)
+    model, optimizer = accelerator.prepare(model, optimizer)
+    state = load_training_state(accelerator, ckpt, optimizer, scheduler) if ckpt else {"step": 0, "batches": 0}
+    state["checkpoint"] = ckpt
+    return model, optimizer, scheduler, state
+
+
 def configure_deepspeed(accelerator, args) -> None:
     """DeepSpeed's "auto" values need a prepared loader; ours is not prepared, so fill them in."""
     if accelerator.state.deepspeed_plugin is not None:
@@ -124,13 +137,17 @@ def run(args, *, accelerator, model, optimizer, scheduler, loader, state: dict, 
     last losses, checkpoint path, time in data wait vs steps, realised mix)."""
     from tqdm import tqdm
 
-    from trainer.checkpoint import save_checkpoint
+    from trainer.checkpoint import load_rng, save_checkpoint
 
+    if accelerator.is_main_process:
+        log.info("trainable parameters: %d", sum(p.numel() for _, p in accelerator.unwrap_model(model).trainable_parameters()))
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
     step, batches = state["step"], state["batches"]
     losslog = LossLog(out / "loss_log.jsonl", step, accelerator.is_main_process)
     mix = MixReport(weights, args.mix_report if accelerator.is_main_process else 0)
+    if state.get("checkpoint"):
+        load_rng(accelerator, state["checkpoint"])  # last: nothing between here and the first step draws random numbers
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
     data = iter(loader)

@@ -164,9 +164,18 @@ def start_point(args, stage_defaults: dict | None = None):
     return ckpt, cfg, read_checkpoint_meta(ckpt).get("init_from", ""), summary
 
 
-def run_cli(train_fn, args) -> dict:
-    """``train_fn(args)``; a missing file or a bad configuration ends in one sentence, no traceback."""
+def cli_main(train_fn, parse_args, argv=None) -> dict:
+    """``train_fn(parse_args(argv))``, printing the summary as JSON; a missing file or a bad
+    configuration ends in one sentence, no traceback."""
+    import json
+    import os
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    args = parse_args(argv)
     try:
-        return train_fn(args)
+        summary = train_fn(args)
     except (FileNotFoundError, ValueError) as exc:
         raise UsageError(str(exc)) from exc
+    print(json.dumps(summary, default=str))
+    return summary

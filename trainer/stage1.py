@@ -10,9 +10,7 @@ With no ``--llava``/``--sd`` it builds the tiny random-init configuration so it 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
-import os
 import random
 
 log = logging.getLogger("trainer.stage1")
@@ -37,9 +35,8 @@ def train(args) -> dict:
     import torch
 
     from trainer.captions import CaptionFeaturizer, caption_sources
-    from trainer.checkpoint import load_rng, load_training_state
     from trainer.data import make_loader
-    from trainer.loop import configure_deepspeed, frozen_dtype, make_accelerator, make_optimizer, run
+    from trainer.loop import frozen_dtype, make_accelerator, prepare, run
     from trainer.models.align import build_align_model
     from trainer.models.build import save_trainable_parts, write_config
     from trainer.options import start_point
@@ -56,11 +53,7 @@ def train(args) -> dict:
                                                    frozen_dtype(accelerator.mixed_precision))
     if args.gradient_checkpointing:
         model.llm.llava.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    optimizer, scheduler = make_optimizer(args, model)
-    configure_deepspeed(accelerator, args)
-    model, optimizer = accelerator.prepare(model, optimizer)
-    state = load_training_state(accelerator, ckpt, optimizer, scheduler) if ckpt else {"step": 0, "batches": 0}
-    state["checkpoint"] = ckpt
+    model, optimizer, scheduler, state = prepare(args, accelerator, model, ckpt)
     llm = accelerator.unwrap_model(model).llm
     prompts = PromptBuilder(tokenizer, llm.image_token_id, llm.n_patches(), cfg.max_length)
     featurizer = CaptionFeaturizer(prompts, clip_tok, cfg.num_queries, args.caption_column)
@@ -68,27 +61,20 @@ def train(args) -> dict:
                          workers=args.workers, skip_batches=state["batches"], shuffle_buffer=args.shuffle_buffer)
     if accelerator.is_main_process:
         log.info("stage 1 (alignment); sources: %s", ", ".join(f"{s.name} ({s.kind})" for s in sources))
-        log.info("trainable parameters: %d", sum(p.numel() for _, p in accelerator.unwrap_model(model).trainable_parameters()))
 
     def write_model(folder):
         unwrapped = accelerator.unwrap_model(model)
         save_trainable_parts(folder, tokenizer, unwrapped.llm, {"qformer": unwrapped.qformer})
         write_config(cfg, folder, stage=1, init_from=init_from)
 
-    if ckpt:
-        load_rng(accelerator, ckpt)
     return run(args, accelerator=accelerator, model=model, optimizer=optimizer, scheduler=scheduler, loader=loader,
                state=state, write_model=write_model, weights={s.name: s.weight for s in sources}, desc="stage1")
 
 
 def main(argv=None) -> dict:
-    from trainer.options import run_cli
+    from trainer.options import cli_main
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    summary = run_cli(train, parse_args(argv))
-    print(json.dumps(summary, default=str))
-    return summary
+    return cli_main(train, parse_args, argv)
 
 
 if __name__ == "__main__":

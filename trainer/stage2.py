@@ -11,9 +11,7 @@ trainer.stage2 ...``. Defaults follow the paper: AdamW lr 1e-5, weight decay 0, 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
-import os
 import random
 
 log = logging.getLogger("trainer.stage2")
@@ -57,10 +55,9 @@ def train(args) -> dict:
     """Run training; returns a summary (steps, last losses, checkpoint path, timings, realised mix)."""
     import torch
 
-    from trainer.checkpoint import load_rng, load_training_state
     from trainer.data import make_loader
     from trainer.features import Featurizer
-    from trainer.loop import configure_deepspeed, frozen_dtype, make_accelerator, make_optimizer, run
+    from trainer.loop import frozen_dtype, make_accelerator, prepare, run
     from trainer.models.build import build_model, checkpoint_parts, save_model
     from trainer.models.llava import image_preprocess_config
     from trainer.options import start_point
@@ -81,11 +78,7 @@ def train(args) -> dict:
     if args.gradient_checkpointing:
         model.unet.enable_gradient_checkpointing()
         model.llm.llava.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    optimizer, scheduler = make_optimizer(args, model)
-    configure_deepspeed(accelerator, args)
-    model, optimizer = accelerator.prepare(model, optimizer)
-    state = load_training_state(accelerator, ckpt, optimizer, scheduler) if ckpt else {"step": 0, "batches": 0}
-    state["checkpoint"] = ckpt
+    model, optimizer, scheduler, state = prepare(args, accelerator, model, ckpt)
 
     llm = accelerator.unwrap_model(model).llm
     prompts = PromptBuilder(tokenizer, llm.image_token_id, llm.n_patches(), cfg.max_length)
@@ -95,25 +88,18 @@ def train(args) -> dict:
     if accelerator.is_main_process:
         log.info("stage 2%s; sources: %s", "b (with BIM)" if cfg.use_bim else "a (no BIM)",
                  ", ".join(f"{s.name} ({s.nsamples} samples, weight {s.weight:.3f})" for s in sources))
-        log.info("trainable parameters: %d", sum(p.numel() for _, p in accelerator.unwrap_model(model).trainable_parameters()))
 
     def write_model(folder):
         save_model(accelerator.unwrap_model(model), tokenizer, cfg, folder, init_from=init_from)
 
-    if ckpt:
-        load_rng(accelerator, ckpt)  # last: nothing between here and the first step draws random numbers
     return run(args, accelerator=accelerator, model=model, optimizer=optimizer, scheduler=scheduler, loader=loader,
                state=state, write_model=write_model, weights={s.name: s.weight for s in sources}, desc="stage2")
 
 
 def main(argv=None) -> dict:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    from trainer.options import run_cli
+    from trainer.options import cli_main
 
-    summary = run_cli(train, parse_args(argv))
-    print(json.dumps(summary, default=str))
-    return summary
+    return cli_main(train, parse_args, argv)
 
 
 if __name__ == "__main__":

@@ -3,7 +3,6 @@ manifests refused, and the same image view for the vision tower and the UNet."""
 from __future__ import annotations
 
 import json
-import random
 from collections import Counter
 from pathlib import Path
 

@@ -108,6 +108,25 @@ def test_bim_shapes_and_two_way_outputs():
     assert delta.shape == (3, 77, 32) and spatial.shape == (3, 16, 12, 10)
 
 
+def _condition(model, batch, latent_hw=(8, 8)):
+    """(vision features, LLM hidden states, context, spatial) of a batch, through the model."""
+    with torch.no_grad():
+        vision = model.llm.vision_features(batch["vit_pixels"])
+        hidden, _, _ = model.llm(batch["input_ids"], batch["attention_mask"], vision)
+        context, spatial = model.condition(hidden, batch["input_ids"], vision, latent_hw)
+    return vision, hidden, context, spatial
+
+
+def _tiny_model_with_live_bim(tiny_cfg):
+    """The tiny model (seed 0) in eval mode, its BIM heads given random weights (see ``_nonzero_bim``)."""
+    from trainer.models.build import build_model
+
+    torch.manual_seed(0)
+    model, tok = build_model(tiny_cfg)
+    _nonzero_bim(model)
+    return model.eval(), tok
+
+
 def _nonzero_bim(model, seed: int = 1):
     """Give the BIM's zero-init output heads random weights so its outputs carry values."""
     g = torch.Generator().manual_seed(seed)
@@ -118,17 +137,10 @@ def _nonzero_bim(model, seed: int = 1):
 
 def test_context_is_qformer_plus_half_bim_delta_through_the_model(tiny_cfg, dataset, make_batch):
     """``SmartEdit.condition`` itself (not a sum computed here) adds 0.5 x the BIM's f' to the QFormer output."""
-    from trainer.models.build import build_model
-
-    torch.manual_seed(0)
-    model, tok = build_model(tiny_cfg)
-    _nonzero_bim(model)
-    model.eval()
+    model, tok = _tiny_model_with_live_bim(tiny_cfg)
     batch = make_batch(model, tok, dataset, n_edit=2, vqa=False)
+    vision, hidden, context, spatial = _condition(model, batch)
     with torch.no_grad():
-        vision = model.llm.vision_features(batch["vit_pixels"])
-        hidden, _, _ = model.llm(batch["input_ids"], batch["attention_mask"], vision)
-        context, spatial = model.condition(hidden, batch["input_ids"], vision, (8, 8))
         text = model.qformer(model.llm.image_token_states(hidden, batch["input_ids"]))
         delta, spatial_ref = model.bim(text, vision, (8, 8))
     assert delta.abs().mean() > 1e-3 and spatial.abs().mean() > 1e-3
@@ -195,18 +207,12 @@ def test_dropout_nulls_the_text_and_zeroes_the_source_latent_in_the_unet_input(t
 
 def test_tiny_smartedit_forward_output_slice_is_pinned(tiny_cfg, dataset, make_batch):
     """diffusers-style expected slice: the tiny model's UNet prediction on fixed inputs (CPU, atol 1e-3)."""
-    from trainer.models.build import build_model
     from trainer.models.unet import denoise
 
-    torch.manual_seed(0)
-    model, tok = build_model(tiny_cfg)
-    _nonzero_bim(model)
-    model.eval()
+    model, tok = _tiny_model_with_live_bim(tiny_cfg)
     batch = make_batch(model, tok, dataset, n_edit=1, vqa=False)
+    _, _, context, spatial = _condition(model, batch)
     with torch.no_grad():
-        vision = model.llm.vision_features(batch["vit_pixels"])
-        hidden, _, _ = model.llm(batch["input_ids"], batch["attention_mask"], vision)
-        context, spatial = model.condition(hidden, batch["input_ids"], vision, (8, 8))
         g = torch.Generator().manual_seed(0)
         latents = torch.randn(1, 8, 8, 8, generator=g)
         pred = denoise(model.unet, latents, torch.tensor([500]), context, spatial)

@@ -36,7 +36,7 @@ def _stage1_batch(model, tok, clip_tok, tiny_cfg):
     return collate(samples, tok.pad_token_id)
 
 
-def test_stage1_alignment_loss_falls_and_only_the_aligned_parts_train(tiny_cfg):
+def test_stage1_alignment_loss_falls_and_only_the_aligned_parts_train(tiny_cfg, fit):
     from trainer.models.align import build_align_model
 
     torch.manual_seed(0)
@@ -48,20 +48,7 @@ def test_stage1_alignment_loss_falls_and_only_the_aligned_parts_train(tiny_cfg):
     # The target really is CLIP's embedding of each caption: different captions, different targets.
     target = model.clip_target(batch["clip_ids"])
     assert not torch.allclose(target[0], target[1])
-    opt = torch.optim.AdamW([p for _, p in model.trainable_parameters()], lr=3e-3)
-
-    def fixed():
-        model.eval()
-        with torch.no_grad():
-            return model(batch)
-
-    before = fixed()
-    for _ in range(15):
-        loss = model(batch)["loss"]
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    after = fixed()
+    before, after = fit(model, batch, steps=15, lr=3e-3)
     assert after["align_loss"] < 0.7 * before["align_loss"]
     assert after["lm_loss"] < before["lm_loss"]
 

@@ -7,30 +7,13 @@ from pathlib import Path
 import torch
 
 
-def test_few_steps_lower_the_loss(tiny_cfg, dataset, make_batch):
+def test_few_steps_lower_the_loss(tiny_cfg, dataset, make_batch, fit):
     from trainer.models.build import build_model
 
     torch.manual_seed(0)
     model, tok = build_model(tiny_cfg)
     batch = make_batch(model, tok, dataset, n_edit=2, vqa=True)
-    params = [p for _, p in model.trainable_parameters()]
-    opt = torch.optim.AdamW(params, lr=1e-3, weight_decay=0.0)
-
-    def fixed_loss():
-        model.eval()  # no dropout, same noise and timesteps: the loss of the weights alone
-        torch.manual_seed(123)
-        with torch.no_grad():
-            out = model(batch)
-        model.train()
-        return out
-
-    before = fixed_loss()
-    for _ in range(8):
-        loss = model(batch)["loss"]
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    after = fixed_loss()
+    before, after = fit(model, batch, steps=8, lr=1e-3)
     assert after["loss"] < before["loss"]
     assert after["lm_loss"] < before["lm_loss"] and after["diffusion_loss"] < before["diffusion_loss"]
 
