@@ -134,7 +134,7 @@ def check_resume_conflicts(args, ckpt: Path, cfg) -> None:
             raise UsageError(f"{flag} conflicts with checkpoint {ckpt} ({name} = {have!r}); drop the option to "
                              "resume, or give a new --output (or --resume none) to start over")
     init = read_checkpoint_meta(ckpt).get("init_from", "")
-    if args.init_from and Path(args.init_from).resolve() != Path(init or "/nonexistent").resolve():
+    if args.init_from and not (init and Path(args.init_from).resolve() == Path(init).resolve()):
         raise UsageError(f"--init-from {args.init_from} conflicts with checkpoint {ckpt}, which started from "
                          f"{init or 'base weights'}; drop --init-from to resume, or give a new --output")
 

@@ -96,7 +96,7 @@ def write_vqa(root: str | Path, n: int = 3, seed: int = 0) -> Path:
 
 def write_img2dataset_shard(folder: str | Path, captions: list[str], shard: int = 0, size: int = 32) -> Path:
     """A tiny shard in img2dataset's webdataset layout (``NNNNN.tar`` with ``KEY.jpg/.txt/.json``,
-    ``NNNNN_stats.json``), for tests and smoke runs. Returns the tar path."""
+    ``NNNNN_stats.json``, ``NNNNN.parquet``), for tests and smoke runs. Returns the tar path."""
     import webdataset as wds
 
     folder = Path(folder)
@@ -113,4 +113,10 @@ def write_img2dataset_shard(folder: str | Path, captions: list[str], shard: int 
             sink.write({"__key__": key, "jpg": buf.getvalue(), "txt": caption.encode(), "json": json.dumps(meta).encode()})
     stats = {"count": len(captions), "successes": len(captions), "failed_to_download": 0}
     (folder / f"{shard:05d}_stats.json").write_text(json.dumps(stats))
+    # img2dataset also keeps a Parquet of the records (no image bytes) beside each shard.
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"key": [f"{shard:05d}{i:04d}" for i in range(len(captions))], "caption": captions,
+                             "status": ["success"] * len(captions)}), folder / f"{shard:05d}.parquet")
     return tar

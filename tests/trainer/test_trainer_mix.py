@@ -172,3 +172,16 @@ def test_vision_tower_and_unet_see_the_same_view_of_a_wide_image(tiny_cfg):
         return float((rgb[0].mean(axis=0) > 190).mean())
 
     assert abs(red_fraction(vit_rgb) - red_fraction(unet_rgb)) < 0.05
+
+
+def test_a_setting_that_fails_every_sample_stops_with_the_reason(dataset):
+    """Bad samples are skipped one by one, but a stream where nothing featurizes must not spin forever."""
+    from trainer.data import MAX_FAILURES_IN_A_ROW, EditStream
+    from trainer.sources import load_sources
+
+    def broken(raw, source, rng):
+        raise ValueError("max_length 8 cannot hold the prompt template and answer")
+
+    stream = iter(EditStream(load_sources([str(dataset / "manifests")]), broken, shuffle_buffer=0))
+    with pytest.raises(RuntimeError, match=f"{MAX_FAILURES_IN_A_ROW} samples in a row failed.*max_length 8"):
+        next(stream)

@@ -66,6 +66,9 @@ def test_chain_stage1_then_2a_without_bim_then_2b_with_bim(captions, dataset, tm
     from trainer.stage2 import main as stage2
     from trainer.tiny import save_tiny_ip2p_unet
 
+    from trainer.captions import caption_source
+
+    assert caption_source(str(captions)).kind == "shards"  # the tars, not img2dataset's record Parquets beside them
     s1 = stage1(_argv(captions, tmp_path / "s1", "--max-steps", "2", "--max-length", "160"))
     ckpt1 = Path(s1["checkpoint"])
     assert s1["last"]["align_loss"] > 0 and sorted(p.name for p in ckpt1.iterdir()) == [
@@ -132,6 +135,8 @@ def test_resume_refuses_conflicting_options_and_says_nothing_to_do(dataset, tmp_
         main(train_argv(dataset, out, "--max-steps", "2", "--bim-depth", "3"))
     with pytest.raises(SystemExit, match="--no-bim conflicts"):
         main(train_argv(dataset, out, "--max-steps", "2", "--no-bim"))
+    with pytest.raises(SystemExit, match="--init-from .* conflicts with checkpoint .* which started from base weights"):
+        main(train_argv(dataset, out, "--max-steps", "2", "--init-from", str(out / "checkpoints" / "step-0000001")))
     with caplog.at_level("INFO"):
         summary = main(train_argv(dataset, out, "--max-steps", "1"))
     assert summary["nothing_to_do"] and "already at step 1 (--max-steps 1), nothing to do" in caplog.text
