@@ -127,8 +127,13 @@ def parse_args(argv=None):
 
 def main(argv=None) -> dict:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    from trainer.options import usage_errors
+
     args = parse_args(argv)
-    editor = Editor(args.ckpt, args.device, args.llava, args.sd)
+    with usage_errors():
+        editor = Editor(args.ckpt, args.device, args.llava, args.sd)
+        if not Path(args.image).is_file():
+            raise FileNotFoundError(f"--image {args.image}: no such file")
     image = np.asarray(Image.open(args.image).convert("RGB"))
     out, info = editor.edit(image, args.instruction, steps=args.steps, text_guidance=args.text_guidance,
                             image_guidance=args.image_guidance, temperature=args.temperature, seed=args.seed)

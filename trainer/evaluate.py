@@ -252,8 +252,11 @@ def main(argv=None) -> dict:
     args = parse_args(argv)
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
-    cases = manifest_cases(args.manifest, args.limit) if args.manifest else reason_edit_cases(args.reason_edit, args.limit)
-    edited = edited_images(args, cases, out)
+    from trainer.options import usage_errors
+
+    with usage_errors():
+        cases = manifest_cases(args.manifest, args.limit) if args.manifest else reason_edit_cases(args.reason_edit, args.limit)
+        edited = edited_images(args, cases, out)
     skipped, lpips_model, clip = [], None, None
     net = args.lpips_net or ("squeeze" if args.protocol == "official" else "alex")
     if args.lpips_backbone and args.lpips_linear:

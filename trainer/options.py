@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+from contextlib import contextmanager
 from dataclasses import fields
 from pathlib import Path
 
@@ -173,9 +174,17 @@ def cli_main(train_fn, parse_args, argv=None) -> dict:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     args = parse_args(argv)
-    try:
+    with usage_errors():
         summary = train_fn(args)
-    except (FileNotFoundError, ValueError) as exc:
-        raise UsageError(str(exc)) from exc
     print(json.dumps(summary, default=str))
     return summary
+
+
+@contextmanager
+def usage_errors():
+    """Inside: a missing file or a bad configuration (FileNotFoundError / ValueError) becomes a
+    one-sentence ``UsageError`` (exit status 2, no traceback)."""
+    try:
+        yield
+    except (FileNotFoundError, ValueError) as exc:
+        raise UsageError(str(exc)) from exc

@@ -145,8 +145,11 @@ def test_resume_refuses_conflicting_options_and_says_nothing_to_do(dataset, tmp_
     assert main(train_argv(dataset, tmp_path / "other", "--max-steps", "1", "--resume", str(latest)))["nothing_to_do"]
 
 
-def test_missing_files_and_bad_configs_are_one_sentence(dataset, tmp_path, train_argv):
+def test_missing_files_and_bad_configs_are_one_sentence(dataset, tmp_path, train_argv, trained_ckpt, monkeypatch):
+    import shutil
+
     from trainer.edit import Editor
+    from trainer.edit import main as edit
     from trainer.stage2 import main
 
     with pytest.raises(SystemExit, match=r"^error: Stable Diffusion base folder '/nope' does not exist; pass --sd"):
@@ -158,6 +161,15 @@ def test_missing_files_and_bad_configs_are_one_sentence(dataset, tmp_path, train
     (tmp_path / "config.json").write_text("{not json")
     with pytest.raises(ValueError, match="is not valid JSON"):
         Editor(tmp_path)
+    # A checkpoint whose SD base moved: from another working directory, one sentence naming --sd.
+    ckpt = tmp_path / "moved"
+    shutil.copytree(trained_ckpt, ckpt)
+    meta = json.loads((ckpt / "config.json").read_text())
+    meta["model"]["sd"] = str(tmp_path / "gone-sd")
+    (ckpt / "config.json").write_text(json.dumps(meta))
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit, match=r"^error: Stable Diffusion base folder .*gone-sd' does not exist; pass --sd"):
+        edit(["--ckpt", str(ckpt), "--image", "x.png", "--instruction", "x", "-o", "y.png"])
 
 
 def test_report_to_tensorboard_writes_event_files(dataset, tmp_path, train_argv):
