@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import random
+from collections import Counter
 from functools import partial
 from typing import Iterator
 
@@ -25,6 +26,7 @@ from trainer.sources import Source
 
 log = logging.getLogger(__name__)
 MAX_FAILURES_IN_A_ROW = 50
+SKIP_REPORT_EVERY = 1000
 
 
 def _open_tars(urls: list[str]) -> Iterator[dict]:
@@ -133,6 +135,7 @@ class EditStream(IterableDataset):
         self.sources, self.featurizer = sources, featurizer
         self.seed, self.batch_size, self.skip_batches = seed, batch_size, skip_batches
         self.shuffle_buffer = shuffle_buffer
+        self.skipped: Counter = Counter()  # reason -> samples skipped (this process's streams)
 
     def _position(self) -> tuple[int, int, int, int]:
         """(stream id, number of streams, workers per rank, samples this stream delivered before resuming)."""
@@ -144,6 +147,18 @@ class EditStream(IterableDataset):
         role = (worker + self.skip_batches) % workers
         made = len(range(role, self.skip_batches, workers))  # batches that role had delivered
         return rank * workers + role, world * workers, workers, made * self.batch_size
+
+    def _count_skip(self, key, source: str, exc: Exception) -> None:
+        """Count a skipped sample by reason (exception type and message head); the first of each
+        reason is logged with its traceback, then a tally every ``SKIP_REPORT_EVERY`` skips."""
+        reason = f"{type(exc).__name__}: {str(exc)[:60]}"
+        self.skipped[reason] += 1
+        if self.skipped[reason] == 1:
+            log.warning("skipping sample %s of %s (%s); further samples for this reason are counted",
+                        key, source, reason, exc_info=exc)
+        total = sum(self.skipped.values())
+        if total % SKIP_REPORT_EVERY == 0:
+            log.warning("skipped %d samples so far: %s", total, dict(self.skipped.most_common()))
 
     def __iter__(self) -> Iterator[dict]:
         stream, n_streams, workers, skip = self._position()
@@ -165,7 +180,7 @@ class EditStream(IterableDataset):
                 if failures >= MAX_FAILURES_IN_A_ROW:  # ...but a setting that fails every sample must
                     raise RuntimeError(f"{failures} samples in a row failed to featurize; the last "
                                        f"({raw.get('__key__')} of {self.sources[i].name}): {exc}") from exc
-                log.warning("skipping sample %s of %s: %s", raw.get("__key__"), self.sources[i].name, exc)
+                self._count_skip(raw.get("__key__"), self.sources[i].name, exc)
                 continue
             failures = 0
             features["source"] = self.sources[i].name  # for the realised-mix report

@@ -185,3 +185,32 @@ def test_a_setting_that_fails_every_sample_stops_with_the_reason(dataset):
     stream = iter(EditStream(load_sources([str(dataset / "manifests")]), broken, shuffle_buffer=0))
     with pytest.raises(RuntimeError, match=f"{MAX_FAILURES_IN_A_ROW} samples in a row failed.*max_length 8"):
         next(stream)
+
+
+def test_bad_samples_are_counted_by_reason_and_logged_once(tmp_path, caplog):
+    """img2dataset shards with empty and missing captions: the stream goes on, counts each reason,
+    and logs the first of each (with its traceback) instead of one line per sample."""
+    import webdataset as wds
+
+    from trainer.captions import caption_sources
+    from trainer.data import EditStream
+    from trainer.testdata import write_img2dataset_shard
+
+    write_img2dataset_shard(tmp_path, ["a red box", "  ", "a cup", ""], shard=0)
+    with wds.TarWriter(str(tmp_path / "00001.tar")) as sink:
+        sink.write({"__key__": "nocap", "jpg": b"x"})
+    sources = caption_sources([str(tmp_path)])
+
+    def featurize(raw, source, rng):
+        from trainer.captions import caption_of
+
+        return {"caption": caption_of(raw)}
+
+    dataset = EditStream(sources, featurize, shuffle_buffer=0)
+    stream = iter(dataset)
+    with caplog.at_level("WARNING"):
+        captions = [next(stream)["caption"] for _ in range(20)]
+    assert set(captions) == {"a red box", "a cup"}
+    assert dataset.skipped["ValueError: empty caption"] >= 4
+    assert dataset.skipped["ValueError: no .txt caption member"] >= 1
+    assert caplog.text.count("further samples for this reason are counted") == 2
