@@ -184,3 +184,20 @@ def test_report_to_tensorboard_writes_event_files(dataset, tmp_path, train_argv)
     acc = EventAccumulator(str(events[0].parent))
     acc.Reload()
     assert [e.step for e in acc.Scalars("loss")] == [1, 2]
+
+
+def test_stage1_resume_reproduces_the_uninterrupted_run(captions, tmp_path):
+    from safetensors.torch import load_file
+
+    from trainer.stage1 import main as stage1
+
+    common = ("--max-steps", "4", "--checkpoint-every", "3", "--max-length", "160", "--workers", "2")
+    stage1(_argv(captions, tmp_path / "a", *common))
+    ckpt3 = tmp_path / "a" / "checkpoints" / "step-0000003"
+    stage1(_argv(captions, tmp_path / "b", *common, "--resume", str(ckpt3)))
+    rows = {d: [json.loads(x) for x in (tmp_path / d / "loss_log.jsonl").read_text().splitlines()] for d in "ab"}
+    assert [r["step"] for r in rows["b"]] == [4]
+    assert {k: rows["b"][0][k] for k in ("loss", "align_loss")} == {k: rows["a"][3][k] for k in ("loss", "align_loss")}
+    a4 = load_file(str(tmp_path / "a" / "checkpoints" / "step-0000004" / "qformer.safetensors"))
+    b4 = load_file(str(tmp_path / "b" / "checkpoints" / "step-0000004" / "qformer.safetensors"))
+    assert all(torch.equal(a4[k], b4[k]) for k in a4)
