@@ -111,6 +111,36 @@ def reference_bim(w: dict, text: torch.Tensor, vision: torch.Tensor, latent: int
     return lin(queries, "dimension_reduction_head_qformer_out"), spatial
 
 
+def reference_qformer(w: dict, states: torch.Tensor, heads: int = TINY_ARCH["qformer_heads"]) -> torch.Tensor:
+    """BLIP-2's query-only BERT (LAVIS ``Qformer.py`` semantics) from the official key names:
+    LayerNorm(queries); per layer self-attention, cross-attention to ``states`` every 2nd layer, and
+    the query feed-forward, each with a residual and post-LayerNorm."""
+    h = TINY_CROSS_DIM
+
+    def lin(x, p):
+        return F.linear(x, w[p + ".weight"], w[p + ".bias"])
+
+    def ln(x, p):
+        return F.layer_norm(x, (h,), w[p + ".weight"], w[p + ".bias"], eps=1e-12)
+
+    def attention(p, x, kv):
+        q, k, v = lin(x, p + ".self.query"), lin(kv, p + ".self.key"), lin(kv, p + ".self.value")
+        b = x.shape[0]
+        split = lambda t: t.reshape(b, -1, heads, h // heads).transpose(1, 2)  # noqa: E731
+        a = torch.softmax(split(q) @ split(k).transpose(-1, -2) / math.sqrt(h // heads), dim=-1) @ split(v)
+        return ln(lin(a.transpose(1, 2).reshape(b, -1, h), p + ".output.dense") + x, p + ".output.LayerNorm")
+
+    x = ln(w["sd_query_tokens"].expand(states.shape[0], -1, -1), "sd_qformer.embeddings.LayerNorm")
+    for i in range(TINY_ARCH["qformer_layers"]):
+        p = f"sd_qformer.encoder.layer.{i}"
+        x = attention(p + ".attention", x, x)
+        if i % 2 == 0:
+            x = attention(p + ".crossattention", x, states)
+        ff = lin(F.gelu(lin(x, p + ".intermediate_query.dense")), p + ".output_query.dense")
+        x = ln(ff + x, p + ".output_query.LayerNorm")
+    return x
+
+
 @pytest.fixture
 def release(tmp_path, tiny_base):
     """A tiny release folder in the official layout (step 15000), 35 new token rows."""
@@ -175,8 +205,11 @@ def test_converted_release_loads_and_matches_the_official_modules(release, tiny_
     hidden = torch.randn(1, TINY_LLM_HIDDEN)
     logits = head(hidden)[0, ids]
     torch.testing.assert_close(logits, hidden[0] @ release["embeds"]["lm_head.weight"][[base, base + 3, base + 34]].T)
-    # QFormer queries, LoRA and UNet landed where they belong.
-    torch.testing.assert_close(model.qformer.queries, release["embeds"]["sd_query_tokens"])
+    # QFormer: same outputs as BLIP-2's query-only BERT run on the official weights.
+    states = torch.randn(2, 32, TINY_LLM_HIDDEN, generator=g)
+    with torch.no_grad():
+        torch.testing.assert_close(model.qformer(states), reference_qformer(release["embeds"], states), atol=1e-5, rtol=1e-5)
+    # LoRA and UNet landed where they belong.
     lora_b = dict(model.llm.peft.named_parameters())[
         "base_model.model.model.language_model.layers.1.self_attn.v_proj.lora_B.default.weight"]
     torch.testing.assert_close(lora_b, release["llm"]["model.base_model.model.layers.1.self_attn.v_proj.lora_B.weight"])
