@@ -1,8 +1,9 @@
-"""SmartEdit stage-2 trainer (paper §4.1-4.2, §5.1): model parts, data, training, inference, metrics.
+"""SmartEdit trainer (paper §4.1-4.2, §5.1): model parts, data, training, inference, metrics.
 
 Apart from the data library (open_clip style): it reads shards through the manifest contract
-(``shared/DESIGN.md`` contract 2) and never imports ``datagen``. Entry points:
-``python -m trainer.stage2`` (train), ``python -m trainer.edit`` (edit one image),
+(``docs/ARCHITECTURE.md``) and never imports ``datagen``. Entry points:
+``python -m trainer.stage1`` (alignment), ``python -m trainer.stage2`` (2a ``--no-bim`` / 2b),
+``python -m trainer.edit`` (edit one image),
 ``python -m trainer.evaluate`` (Reason-Edit style metrics). Heavy imports happen inside functions.
 """
 

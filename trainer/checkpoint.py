@@ -2,7 +2,8 @@
 needed to resume exactly: optimizer, LR scheduler, step, batches consumed, and every RNG.
 
 ``OUTPUT/checkpoints/step-0000100/`` is written under a temporary name and renamed when complete;
-``OUTPUT/checkpoints/latest`` (written atomically afterwards) names the newest complete one.
+``OUTPUT/checkpoints/latest`` (replaced atomically afterwards) is a relative folder link to the
+newest complete one, so ``--ckpt OUTPUT/checkpoints/latest`` and ``--resume`` accept it.
 """
 from __future__ import annotations
 
@@ -14,8 +15,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from trainer.models.build import save_model
-
 
 def checkpoint_root(output: str | Path) -> Path:
     return Path(output) / "checkpoints"
@@ -25,10 +24,8 @@ def latest_checkpoint(output: str | Path) -> Path | None:
     """The checkpoint ``latest`` points at, else the highest complete ``step-*`` folder, else None."""
     root = checkpoint_root(output)
     pointer = root / "latest"
-    if pointer.exists():
-        path = root / pointer.read_text().strip()
-        if (path / "training_state.pt").exists():
-            return path
+    if (pointer / "training_state.pt").exists():
+        return pointer.resolve()
     steps = sorted(p for p in root.glob("step-*") if (p / "training_state.pt").exists())
     return steps[-1] if steps else None
 
@@ -48,15 +45,19 @@ def set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def _atomic_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+def _atomic_link(link: Path, target: str) -> None:
+    """``link`` -> ``target`` (relative), replacing any earlier link in one rename."""
+    tmp = link.with_name(link.name + ".tmp")
+    if tmp.is_symlink() or tmp.exists():
+        tmp.unlink()
+    os.symlink(target, tmp, target_is_directory=True)
+    os.replace(tmp, link)
 
 
-def save_checkpoint(accelerator, model, tokenizer, cfg, optimizer, scheduler, *, step: int, batches: int,
+def save_checkpoint(accelerator, write_model, optimizer, scheduler, *, step: int, batches: int,
                     output: str | Path, keep: int = 0) -> Path:
-    """Collective call (every rank): rank 0 writes the model and optimizer, each rank its RNG."""
+    """Collective call (every rank): rank 0 writes the model (``write_model(folder)``) and the
+    optimizer, each rank its RNG."""
     root = checkpoint_root(output)
     final = root / f"step-{step:07d}"
     tmp = root / f".tmp-step-{step:07d}"
@@ -68,14 +69,14 @@ def save_checkpoint(accelerator, model, tokenizer, cfg, optimizer, scheduler, *,
     if accelerator.distributed_type.value == "DEEPSPEED":  # ZeRO shards the optimizer: let DeepSpeed save it
         accelerator.save_state(str(tmp / "deepspeed"))
     if accelerator.is_main_process:
-        save_model(accelerator.unwrap_model(model), tokenizer, cfg, tmp)
+        write_model(tmp)
         state = {"step": step, "batches": batches, "scheduler": scheduler.state_dict()}
         if accelerator.distributed_type.value != "DEEPSPEED":
             state["optimizer"] = optimizer.state_dict()
         torch.save(state, tmp / "training_state.pt")
         shutil.rmtree(final, ignore_errors=True)
         os.replace(tmp, final)
-        _atomic_text(root / "latest", final.name)
+        _atomic_link(root / "latest", final.name)
         if keep > 0:
             for old in sorted(root.glob("step-*"))[:-keep]:
                 shutil.rmtree(old, ignore_errors=True)

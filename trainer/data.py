@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import random
+from collections import Counter
 from functools import partial
 from typing import Iterator
 
@@ -24,6 +25,8 @@ from trainer.features import Featurizer, collate
 from trainer.sources import Source
 
 log = logging.getLogger(__name__)
+MAX_FAILURES_IN_A_ROW = 50
+SKIP_REPORT_EVERY = 1000
 
 
 def _open_tars(urls: list[str]) -> Iterator[dict]:
@@ -39,6 +42,21 @@ def tar_samples(urls: list[str]) -> Iterator[dict]:
     from webdataset.tariterators import group_by_keys, tar_file_expander
 
     return group_by_keys(tar_file_expander(_open_tars(urls)))
+
+
+def parquet_samples(urls: list[str]) -> Iterator[dict]:
+    """Rows of Parquet files as raw samples: ``{"__key__": "FILE:ROW", "__row__": {column: value}}``."""
+    import fsspec
+    import pyarrow.parquet as pq
+
+    for url in urls:
+        with fsspec.open(url, "rb") as f:
+            table = pq.ParquetFile(f)
+            row = 0
+            for batch in table.iter_batches(batch_size=1024):
+                for record in batch.to_pylist():
+                    yield {"__key__": f"{url.rsplit('/', 1)[-1]}:{row}", "__url__": url, "__row__": record}
+                    row += 1
 
 
 def shuffled(items: Iterator, size: int, rng: random.Random) -> Iterator:
@@ -82,12 +100,13 @@ def source_stream(source: Source, seed: int, stream: int, n_streams: int, buffer
             return
         urls = list(source.urls)
         rng.shuffle(urls)
+        read = parquet_samples if source.kind == "parquet" else tar_samples
         if len(urls) >= n_streams:
-            yield from tar_samples(_split(urls, stream, n_streams, workers))
+            samples = read(_split(urls, stream, n_streams, workers))
         else:  # fewer shards than streams: everyone reads all shards and keeps every n-th sample
-            for i, sample in enumerate(tar_samples(urls)):
-                if i % n_streams == stream:
-                    yield sample
+            samples = (s for i, s in enumerate(read(urls)) if i % n_streams == stream)
+        # Keys another manifest already supplies (see trainer.sources.drop_duplicate_keys) are read once, there.
+        yield from (s for s in samples if s["__key__"] not in source.skip_keys.get(s.get("__url__"), ()))
 
     def endless() -> Iterator[dict]:
         epoch = 0
@@ -105,7 +124,9 @@ def source_stream(source: Source, seed: int, stream: int, n_streams: int, buffer
 
 
 class EditStream(IterableDataset):
-    """Mixed feature dicts for this rank. ``skip_batches``: batches this rank already consumed
+    """Mixed feature dicts for this rank. ``featurizer(raw, source, rng) -> dict`` turns one raw
+    item into tensors (``trainer.features.Featurizer`` for stage 2, ``trainer.captions.CaptionFeaturizer``
+    for stage 1). ``skip_batches``: batches this rank already consumed
     (resume); ``batch_size``: per-rank micro-batch size (to turn batches into samples per worker)."""
 
     def __init__(self, sources: list[Source], featurizer: Featurizer, seed: int = 0, batch_size: int = 1,
@@ -114,6 +135,7 @@ class EditStream(IterableDataset):
         self.sources, self.featurizer = sources, featurizer
         self.seed, self.batch_size, self.skip_batches = seed, batch_size, skip_batches
         self.shuffle_buffer = shuffle_buffer
+        self.skipped: Counter = Counter()  # reason -> samples skipped (this process's streams)
 
     def _position(self) -> tuple[int, int, int, int]:
         """(stream id, number of streams, workers per rank, samples this stream delivered before resuming)."""
@@ -126,12 +148,24 @@ class EditStream(IterableDataset):
         made = len(range(role, self.skip_batches, workers))  # batches that role had delivered
         return rank * workers + role, world * workers, workers, made * self.batch_size
 
+    def _count_skip(self, key, source: str, exc: Exception) -> None:
+        """Count a skipped sample by reason (exception type and message head); the first of each
+        reason is logged with its traceback, then a tally every ``SKIP_REPORT_EVERY`` skips."""
+        reason = f"{type(exc).__name__}: {str(exc)[:60]}"
+        self.skipped[reason] += 1
+        if self.skipped[reason] == 1:
+            log.warning("skipping sample %s of %s (%s); further samples for this reason are counted",
+                        key, source, reason, exc_info=exc)
+        total = sum(self.skipped.values())
+        if total % SKIP_REPORT_EVERY == 0:
+            log.warning("skipped %d samples so far: %s", total, dict(self.skipped.most_common()))
+
     def __iter__(self) -> Iterator[dict]:
         stream, n_streams, workers, skip = self._position()
         iters = [source_stream(s, self.seed, stream, n_streams, self.shuffle_buffer, workers) for s in self.sources]
         weights = [s.weight for s in self.sources]
         pick = random.Random(f"{self.seed}:mix:{stream}")
-        position = 0
+        position, failures = 0, 0
         while True:
             i = pick.choices(range(len(iters)), weights)[0]
             raw = next(iters[i])
@@ -140,12 +174,17 @@ class EditStream(IterableDataset):
                 continue  # already trained on: replayed raw, never decoded
             rng = random.Random(f"{self.seed}:{stream}:{position}:{raw['__key__']}")
             try:
-                if "__vqa__" in raw:
-                    yield self.featurizer.vqa(raw["__vqa__"], self.sources[i].image_root, rng)
-                else:
-                    yield self.featurizer.edit(raw, rng)
-            except Exception as exc:  # a bad sample must not stop a multi-day run
-                log.warning("skipping sample %s of %s: %s", raw.get("__key__"), self.sources[i].name, exc)
+                features = self.featurizer(raw, self.sources[i], rng)
+            except Exception as exc:  # a bad sample must not stop a multi-day run...
+                failures += 1
+                if failures >= MAX_FAILURES_IN_A_ROW:  # ...but a setting that fails every sample must
+                    raise RuntimeError(f"{failures} samples in a row failed to featurize; the last "
+                                       f"({raw.get('__key__')} of {self.sources[i].name}): {exc}") from exc
+                self._count_skip(raw.get("__key__"), self.sources[i].name, exc)
+                continue
+            failures = 0
+            features["source"] = self.sources[i].name  # for the realised-mix report
+            yield features
 
 
 def make_loader(sources: list[Source], featurizer: Featurizer, pad_id: int, batch_size: int, *, seed: int = 0,

@@ -69,7 +69,7 @@ class Editor:
         ids = torch.tensor([gen.ids], device=self.device)
         hidden, _, _ = self.model.llm(ids, torch.ones_like(ids), vision)
         context, spatial = self.model.condition(hidden, ids, vision, latent_hw)
-        return context.float(), spatial.float(), gen
+        return context.float(), None if spatial is None else spatial.float(), gen
 
     @torch.no_grad()
     def edit(self, image: np.ndarray, instruction: str, *, steps: int = 100, text_guidance: float = 7.5,
@@ -93,7 +93,7 @@ class Editor:
         # Branches: (text, image), (null text, image), (null text, no image); v' in all three.
         image_cond = torch.cat([src_latent, src_latent, torch.zeros_like(src_latent)])
         contexts = torch.cat([context, null, null])
-        spatials = spatial.expand(3, -1, -1, -1)
+        spatials = None if spatial is None else spatial.expand(3, -1, -1, -1)
         for t in scheduler.timesteps:
             scaled = scheduler.scale_model_input(torch.cat([latents] * 3), t)
             eps = denoise(model.unet, torch.cat([scaled, image_cond], 1), t.expand(3), contexts, spatials).float()
@@ -127,8 +127,13 @@ def parse_args(argv=None):
 
 def main(argv=None) -> dict:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    from trainer.options import usage_errors
+
     args = parse_args(argv)
-    editor = Editor(args.ckpt, args.device, args.llava, args.sd)
+    with usage_errors():
+        editor = Editor(args.ckpt, args.device, args.llava, args.sd)
+        if not Path(args.image).is_file():
+            raise FileNotFoundError(f"--image {args.image}: no such file")
     image = np.asarray(Image.open(args.image).convert("RGB"))
     out, info = editor.edit(image, args.instruction, steps=args.steps, text_guidance=args.text_guidance,
                             image_guidance=args.image_guidance, temperature=args.temperature, seed=args.seed)

@@ -4,9 +4,12 @@ Cases come from a held-out manifest (``--manifest``: shards of this project's fo
 Reason-Edit-style folder (``--reason-edit``: one sub-folder per category with ``NAME.png``,
 ``NAME_mask.jpg|png`` and one ``*.txt`` holding a line ``instruction CLIP: text`` per image, in
 sorted order). Edited images come from a checkpoint (``--ckpt``: edited here and saved) or from a
-folder of earlier results (``--predictions``: ``KEY.png`` per case). All metrics run at 256 px:
-background PSNR / SSIM (always), background LPIPS (``--lpips-backbone`` + ``--lpips-linear``) and
-foreground CLIP score (``--clip``); a metric without local weights is reported as skipped.
+folder of earlier results (``--predictions``: ``KEY.png`` per case, or the official script's layout:
+one ``<Category>_metrics_<n>/`` folder per category, e.g. ``LeftRight_metrics_1``, whose sorted
+``*.png`` match the category's sorted source images). All metrics run at 256 px: PSNR / SSIM
+(always), LPIPS (``--lpips-backbone`` + ``--lpips-linear``) and foreground CLIP score (``--clip``);
+a metric without local weights is reported as skipped. ``--protocol masked`` (default) measures the
+background only; ``--protocol official`` reproduces the official script (``trainer.paper_protocol``).
 Writes ``metrics.json``, ``metrics.md`` (one row per category + overall), ``grid.png``.
 """
 from __future__ import annotations
@@ -38,6 +41,7 @@ class Case:
     mask: np.ndarray  # HxW bool, True = edit region
     clip_text: str = ""
     tgt: np.ndarray | None = None
+    mask_l: np.ndarray | None = None  # HxW uint8 as stored (a JPEG mask stays soft), for --protocol official
 
 
 def category_of(meta: dict) -> str:
@@ -56,13 +60,13 @@ def manifest_cases(manifest: str, limit: int = 0) -> list[Case]:
     from trainer.sources import manifest_source
 
     cases = []
-    for raw in tar_samples(manifest_source(manifest).urls):
+    for raw in tar_samples(manifest_source(manifest, allow_holdout=True).urls):
         meta = json.loads(raw["json"])
-        mask = np.asarray(Image.open(__import__("io").BytesIO(raw["mask.png"])).convert("L")) > 127
+        mask_l = np.asarray(Image.open(__import__("io").BytesIO(raw["mask.png"])).convert("L"))
         cases.append(Case(raw["__key__"], category_of(meta), meta["instruction"],
-                          np.asarray(decode_rgb(image_member(raw, "src"))), mask,
+                          np.asarray(decode_rgb(image_member(raw, "src"))), mask_l > 127,
                           str((meta.get("target") or {}).get("clip_text", "")),
-                          np.asarray(decode_rgb(image_member(raw, "tgt")))))
+                          np.asarray(decode_rgb(image_member(raw, "tgt"))), mask_l))
         if limit and len(cases) >= limit:
             break
     return cases
@@ -93,9 +97,10 @@ def reason_edit_cases(root: str, limit: int = 0) -> list[Case]:
         category = _category_name(folder.name)
         for image, mask, line in zip(images, masks, lines):
             instruction, _, clip_text = line.partition("CLIP:")
+            mask_l = np.asarray(Image.open(mask).convert("L"))
             cases.append(Case(f"{folder.name}/{image.stem}", category, instruction.strip(),
-                              np.asarray(Image.open(image).convert("RGB")),
-                              np.asarray(Image.open(mask).convert("L")) > 127, clip_text.strip()))
+                              np.asarray(Image.open(image).convert("RGB")), mask_l > 127, clip_text.strip(),
+                              mask_l=mask_l))
             if limit and len(cases) >= limit:
                 return cases
     return cases
@@ -108,10 +113,16 @@ def at_metric_size(image: np.ndarray, mask: bool = False) -> np.ndarray:
     return out > 127 if mask else out
 
 
-def score_case(case: Case, edited: np.ndarray, lpips_model=None, clip=None) -> dict:
+def score_case(case: Case, edited: np.ndarray, lpips_model=None, clip=None, protocol: str = "masked") -> dict:
     """Metrics of one edited image (any size; everything is resized to 256 px first)."""
     from trainer.lpips import background_lpips
 
+    if protocol == "official":
+        from trainer import paper_protocol
+
+        mask_l = case.mask_l if case.mask_l is not None else case.mask.astype(np.uint8) * 255
+        scores = paper_protocol.score(case.src, edited, mask_l, lpips_model, clip, case.clip_text)
+        return {"key": case.key, "category": case.category, "instruction": case.instruction, **scores}
     src, out, mask = at_metric_size(case.src), at_metric_size(edited), at_metric_size(case.mask, mask=True)
     row = {"key": case.key, "category": case.category, "instruction": case.instruction,
            "psnr": metrics.background_psnr(src, out, mask), "ssim": metrics.background_ssim(src, out, mask),
@@ -175,7 +186,9 @@ def parse_args(argv=None):
     src.add_argument("--reason-edit", help="Reason-Edit-style folder")
     gen = p.add_mutually_exclusive_group(required=True)
     gen.add_argument("--ckpt", help="checkpoint to edit with")
-    gen.add_argument("--predictions", help="folder of edited images KEY.png")
+    gen.add_argument("--predictions", help="folder of edited images: KEY.png, or the official <Category>_metrics_<n>/ folders")
+    p.add_argument("--protocol", choices=["masked", "official"], default="masked",
+                   help="masked: background pixels only (ours); official: the public script's choices (paper Table 1)")
     p.add_argument("-o", "--output", default="runs/eval")
     p.add_argument("--limit", type=int, default=0, help="evaluate the first N cases (0: all)")
     p.add_argument("--steps", type=int, default=100)
@@ -183,18 +196,43 @@ def parse_args(argv=None):
     p.add_argument("--image-guidance", type=float, default=1.5)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--clip", default="", help="local CLIPModel folder (ViT-L/14 for paper numbers)")
-    p.add_argument("--lpips-net", choices=["alex", "vgg"], default="alex")
-    p.add_argument("--lpips-backbone", default="", help="torchvision alexnet/vgg16 state dict file")
-    p.add_argument("--lpips-linear", default="", help="LPIPS v0.1 linear weights file (alex.pth / vgg.pth)")
+    p.add_argument("--lpips-net", choices=["alex", "vgg", "squeeze"], default=None,
+                   help="default: squeeze with --protocol official (as the paper), else alex")
+    p.add_argument("--lpips-backbone", default="", help="torchvision alexnet/vgg16/squeezenet1_1 state dict file")
+    p.add_argument("--lpips-linear", default="", help="LPIPS v0.1 linear weights file (alex.pth / vgg.pth / squeeze.pth)")
     return p.parse_args(argv)
+
+
+def official_prediction_files(root: Path, cases: list[Case]) -> dict[str, Path]:
+    """Case key -> edited image in the official script's layout (``LeftRight_metrics_1/*.png`` ...):
+    the folder whose name before ``_metrics`` is the category without dashes, its sorted PNGs matched
+    by position to the category's cases. Empty when ``root`` has no such folder."""
+    folders = {p.name.split("_metrics")[0].lower(): p for p in root.glob("*_metrics_*") if p.is_dir()}
+    by_category = defaultdict(list)
+    for case in cases:
+        by_category[case.category].append(case)
+    files = {}
+    for category, group in by_category.items():
+        folder = folders.get(category.replace("-", "").lower())
+        if folder is None:
+            continue
+        images = sorted(folder.glob("*.png"))
+        if len(images) < len(group):
+            raise ValueError(f"--predictions {folder}: {len(images)} images for {len(group)} {category} cases")
+        files.update({case.key: image for case, image in zip(group, images)})
+    return files
 
 
 def edited_images(args, cases: list[Case], out: Path) -> dict[str, np.ndarray]:
     """Run the checkpoint on every case (saving OUT/edited/KEY.png) or read ``--predictions``."""
     result = {}
     if args.predictions:
+        files = official_prediction_files(Path(args.predictions), cases)
         for case in cases:
-            result[case.key] = np.asarray(Image.open(Path(args.predictions) / f"{case.key}.png").convert("RGB"))
+            path = files.get(case.key, Path(args.predictions) / f"{case.key}.png")
+            if not path.exists():
+                raise FileNotFoundError(f"--predictions {args.predictions}: no edited image for case {case.key} ({path})")
+            result[case.key] = np.asarray(Image.open(path).convert("RGB"))
         return result
     from trainer.edit import Editor
 
@@ -214,13 +252,19 @@ def main(argv=None) -> dict:
     args = parse_args(argv)
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
-    cases = manifest_cases(args.manifest, args.limit) if args.manifest else reason_edit_cases(args.reason_edit, args.limit)
-    edited = edited_images(args, cases, out)
+    from trainer.options import usage_errors
+
+    with usage_errors():
+        cases = manifest_cases(args.manifest, args.limit) if args.manifest else reason_edit_cases(args.reason_edit, args.limit)
+        edited = edited_images(args, cases, out)
     skipped, lpips_model, clip = [], None, None
+    net = args.lpips_net or ("squeeze" if args.protocol == "official" else "alex")
     if args.lpips_backbone and args.lpips_linear:
         from trainer.lpips import load_lpips
 
-        lpips_model = load_lpips(args.lpips_net, args.lpips_backbone, args.lpips_linear)
+        lpips_model = load_lpips(net, args.lpips_backbone, args.lpips_linear)
+        if args.protocol == "official" and net != "squeeze":
+            skipped.append(f"LPIPS uses {net}, not the official script's SqueezeNet: not comparable to the paper")
     else:
         skipped.append("LPIPS skipped: no local weights (--lpips-backbone and --lpips-linear)")
     if args.clip:
@@ -229,10 +273,11 @@ def main(argv=None) -> dict:
             skipped.append("CLIP score skipped: no case has a CLIP text")
     else:
         skipped.append("CLIP score skipped: no local CLIP weights (--clip)")
-    rows = [score_case(c, edited[c.key], lpips_model, clip) for c in cases]
+    rows = [score_case(c, edited[c.key], lpips_model, clip, args.protocol) for c in cases]
     table = summarize(rows)
-    report = {"cases": rows, "table": table, "skipped": skipped,
-              "note": "PSNR/SSIM/LPIPS over background pixels only; psnr_masked_frame = public script's whole-frame variant"}
+    note = ("official protocol: both images x (1 - mask), whole frame (paper Table 1)" if args.protocol == "official"
+            else "PSNR/SSIM/LPIPS over background pixels only; psnr_masked_frame = public script's whole-frame variant")
+    report = {"protocol": args.protocol, "cases": rows, "table": table, "skipped": skipped, "note": note}
     (out / "metrics.json").write_text(json.dumps(report, indent=2))
     (out / "metrics.md").write_text(markdown(table, skipped))
     grid(cases, edited, out / "grid.png")

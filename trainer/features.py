@@ -1,8 +1,9 @@
 """Raw shard/VQA samples -> training tensors; conditioning dropout; batch collation.
 
-Images: the UNet branch is resized (shorter side) and centre-cropped to ``resolution`` (256 by
-default, as the paper) and scaled to [-1, 1]; the vision-tower branch is the whole source image
-resized to the tower's square input and normalised with its mean/std (SmartEdit's two paths).
+Images: both branches see the same view, the whole image squashed to a square (as the official
+code does): the UNet branch at ``resolution`` (256 by default, as the paper) scaled to [-1, 1], the
+vision-tower branch at the tower's input size normalised with its mean/std. A centre crop on one
+branch only would misalign the BIM's spatial features with the UNet latents on non-square images.
 """
 from __future__ import annotations
 
@@ -41,12 +42,9 @@ def image_member(raw: dict, stem: str) -> bytes:
 
 
 def to_unet_tensor(image: Image.Image, size: int) -> torch.Tensor:
-    """PIL -> [3,size,size] float32 in [-1,1]: shorter side to ``size`` (bicubic), centre crop."""
-    w, h = image.size
-    scale = size / min(w, h)
-    image = image.resize((max(size, round(w * scale)), max(size, round(h * scale))), Image.Resampling.BICUBIC)
-    left, top = (image.width - size) // 2, (image.height - size) // 2
-    image = image.crop((left, top, left + size, top + size))
+    """PIL -> [3,size,size] float32 in [-1,1]: the whole image squashed to ``size`` x ``size`` (bicubic),
+    the same view ``to_vit_tensor`` gives the vision tower."""
+    image = image.resize((size, size), Image.Resampling.BICUBIC)
     arr = torch.from_numpy(np.asarray(image, dtype=np.float32).copy()).permute(2, 0, 1)
     return arr / 127.5 - 1.0
 
@@ -69,9 +67,24 @@ class Featurizer:
     resolution: int = 256
     dropout_p: float = DROPOUT_P
 
-    def edit(self, raw: dict, rng: random.Random) -> dict:
-        """A shard sample (``src.png|jpg``, ``tgt.png|jpg``, ``json``) -> feature dict."""
+    def __call__(self, raw: dict, source, rng: random.Random) -> dict:
+        """One raw stream item of ``source`` (``trainer.sources.Source``) -> feature dict.
+
+        Shard samples of scenario ``vqa`` (LLaVA-Instruct imported as shards: ``conversations`` in
+        the JSON, the image as ``src``) are language-only; every other scenario (understanding,
+        reasoning, perception, editing) is an edit pair."""
+        if "__vqa__" in raw:
+            return self.vqa(raw["__vqa__"], source.image_root, rng)
         meta = json.loads(raw["json"])
+        if meta.get("scenario") == "vqa":
+            image = decode_rgb(image_member(raw, "src"))
+            return self._pack(self.prompts.conversation(meta["conversations"]), image, image, 0.0, False, False,
+                              raw["__key__"], "")
+        return self.edit(raw, rng, meta)
+
+    def edit(self, raw: dict, rng: random.Random, meta: dict | None = None) -> dict:
+        """A shard sample (``src.png|jpg|webp``, ``tgt.png|jpg|webp``, ``json``) -> feature dict."""
+        meta = meta if meta is not None else json.loads(raw["json"])
         src = decode_rgb(image_member(raw, "src"))
         tgt = decode_rgb(image_member(raw, "tgt"))
         choices = [meta["instruction"], *(meta.get("paraphrases") or [])]
@@ -112,7 +125,8 @@ def _join(root: str, name: str) -> str:
 
 
 def collate(samples: list[dict], pad_id: int) -> dict:
-    """Right-pad ``input_ids`` (``pad_id``) / ``labels`` (ignored) / ``attention_mask``; stack the rest."""
+    """Right-pad ``input_ids`` (``pad_id``) / ``labels`` (ignored) / ``attention_mask``; stack every
+    other tensor; gather everything else (keys, instructions, captions) into lists."""
     length = max(s["input_ids"].shape[0] for s in samples)
     n = len(samples)
     input_ids = torch.full((n, length), pad_id, dtype=torch.long)
@@ -122,8 +136,9 @@ def collate(samples: list[dict], pad_id: int) -> dict:
         k = s["input_ids"].shape[0]
         input_ids[i, :k], labels[i, :k], mask[i, :k] = s["input_ids"], s["labels"], 1
     batch = {"input_ids": input_ids, "labels": labels, "attention_mask": mask}
-    for name in ("vit_pixels", "src", "tgt", "is_edit", "drop_text", "drop_image"):
-        batch[name] = torch.stack([s[name] for s in samples])
-    batch["key"] = [s["key"] for s in samples]
-    batch["instruction"] = [s["instruction"] for s in samples]
+    for name, value in samples[0].items():
+        if name in batch:
+            continue
+        column = [s[name] for s in samples]
+        batch[name] = torch.stack(column) if isinstance(value, torch.Tensor) else column
     return batch

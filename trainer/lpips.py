@@ -1,5 +1,6 @@
-"""LPIPS (Zhang et al. 2018) from local weights: a torchvision AlexNet/VGG16 backbone state dict
-and the LPIPS v0.1 linear-layer file (``alex.pth`` / ``vgg.pth`` of the ``lpips`` package,
+"""LPIPS (Zhang et al. 2018) from local weights: a torchvision AlexNet/VGG16/SqueezeNet-1.1 backbone
+state dict and the LPIPS v0.1 linear-layer file (``alex.pth`` / ``vgg.pth`` / ``squeeze.pth`` of the
+``lpips`` package,
 keys ``lin{k}.model.1.weight``). Nothing is downloaded. ``distance_map`` gives the spatial version
 (each layer's map upsampled to the input size) so the caller can average over background pixels.
 """
@@ -12,7 +13,8 @@ from torch import nn
 
 # Feature slices (end index of each stage in torchvision's ``features``) and their widths.
 NETS = {"alex": ([2, 5, 8, 10, 12], [64, 192, 384, 256, 256]),
-        "vgg": ([4, 9, 16, 23, 30], [64, 128, 256, 512, 512])}
+        "vgg": ([4, 9, 16, 23, 30], [64, 128, 256, 512, 512]),
+        "squeeze": ([2, 5, 8, 10, 11, 12, 13], [64, 128, 256, 384, 384, 512, 512])}
 SHIFT = torch.tensor([-0.030, -0.088, -0.188]).view(1, 3, 1, 1)
 SCALE = torch.tensor([0.458, 0.448, 0.450]).view(1, 3, 1, 1)
 
@@ -28,26 +30,38 @@ class LPIPS(nn.Module):
         self.register_buffer("shift", SHIFT.clone())
         self.register_buffer("scale", SCALE.clone())
 
-    @torch.no_grad()
-    def distance_map(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        """``a``, ``b`` [N,3,H,W] in [-1,1] -> [N,H,W] per-pixel LPIPS distance."""
+    def layer_maps(self, a: torch.Tensor, b: torch.Tensor):
+        """``a``, ``b`` [N,3,H,W] in [-1,1] -> each stage's weighted distance map [N,1,h,w]."""
         x, y = (a - self.shift) / self.scale, (b - self.shift) / self.scale
-        total = 0
         for stage, lin in zip(self.stages, self.lins):
             x, y = stage(x), stage(y)
             nx = x / (x.pow(2).sum(1, keepdim=True).sqrt() + 1e-10)
             ny = y / (y.pow(2).sum(1, keepdim=True).sqrt() + 1e-10)
-            layer = lin((nx - ny) ** 2)
+            yield lin((nx - ny) ** 2)
+
+    @torch.no_grad()
+    def distance_map(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        """``a``, ``b`` [N,3,H,W] in [-1,1] -> [N,H,W] per-pixel LPIPS distance (maps upsampled, summed)."""
+        total = 0
+        for layer in self.layer_maps(a, b):
             total = total + F.interpolate(layer, size=a.shape[-2:], mode="bilinear", align_corners=False)
         return total[:, 0]
+
+    @torch.no_grad()
+    def distance(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        """[N] LPIPS as the ``lpips`` package computes it: each stage's map averaged at its own size, summed."""
+        return sum(layer.mean(dim=(1, 2, 3)) for layer in self.layer_maps(a, b))
 
 
 def load_lpips(net: str, backbone_file: str, linear_file: str) -> LPIPS:
     """Build LPIPS from the two local files (see module docstring)."""
     import torchvision
 
+    if net not in NETS:
+        raise ValueError(f"--lpips-net {net!r}: expected one of {sorted(NETS)}")
     ends, widths = NETS[net]
-    model = torchvision.models.alexnet(weights=None) if net == "alex" else torchvision.models.vgg16(weights=None)
+    model = {"alex": torchvision.models.alexnet, "vgg": torchvision.models.vgg16,
+             "squeeze": torchvision.models.squeezenet1_1}[net](weights=None)
     model.load_state_dict(torch.load(backbone_file, map_location="cpu", weights_only=True))
     lins = nn.ModuleList(nn.Conv2d(w, 1, 1, bias=False) for w in widths)
     state = torch.load(linear_file, map_location="cpu", weights_only=True)

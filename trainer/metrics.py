@@ -79,11 +79,21 @@ class ClipScorer:
         self.std = np.asarray(cfg.get("image_std", [0.26862954, 0.26130258, 0.27577711]), np.float32)
         self.size = int(self.model.config.vision_config.image_size)
 
-    def __call__(self, image: np.ndarray, text: str) -> float:
+    def __call__(self, image: np.ndarray, text: str, view: str = "squash") -> float:
+        """``image`` HxWx3 uint8; ``view`` "squash" (whole crop resized to the input size) or
+        "center-crop" (shorter side to the input size, centre crop: the CLIP processor's view)."""
         from PIL import Image
 
         torch = self.torch
-        pil = Image.fromarray(image).resize((self.size, self.size), Image.Resampling.BICUBIC)
+        pil = Image.fromarray(image)
+        if view == "center-crop":
+            scale = self.size / min(pil.size)
+            pil = pil.resize((max(self.size, round(pil.width * scale)), max(self.size, round(pil.height * scale))),
+                             Image.Resampling.BICUBIC)
+            left, top = (pil.width - self.size) // 2, (pil.height - self.size) // 2
+            pil = pil.crop((left, top, left + self.size, top + self.size))
+        else:
+            pil = pil.resize((self.size, self.size), Image.Resampling.BICUBIC)
         pixels = (np.asarray(pil, np.float32) / 255.0 - self.mean) / self.std
         pixels = torch.from_numpy(pixels.copy()).permute(2, 0, 1)[None].to(self.device)
         tokens = self.tokenizer([text], padding=True, truncation=True, max_length=77, return_tensors="pt").to(self.device)

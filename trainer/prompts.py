@@ -30,6 +30,13 @@ EDIT_TEMPLATES = (
     ("I would like a new version of this image: {instruction}", "Certainly, here is the new version"),
     ("Apply this edit to the image: {instruction}", "Here is the image with the edit applied"),
 )
+# Stage 1 (alignment): the LLM is asked for a picture of a caption and answers with the image tokens.
+CAPTION_TEMPLATES = (
+    ("Generate an image of \"{instruction}\".", "Here is the image"),
+    ("Can you draw \"{instruction}\"?", "Sure, here is a picture of it"),
+    ("Please show me a picture of: {instruction}", "Here is the picture"),
+    ("Create an image that matches this caption: {instruction}", "This image matches the caption"),
+)
 PLACEHOLDER = "<image>"
 
 
@@ -71,7 +78,10 @@ class PromptBuilder:
         tail = self._ids(f"\n{text} ASSISTANT:")
         return head + [self.image_token_id] * self.n_patches + tail
 
-    def _prefix(self, request: str) -> list[int]:
+    def _prefix(self, request: str, image: bool = True) -> list[int]:
+        """BOS + the user turn, with the image's placeholders (``image``) or text only (stage 1)."""
+        if not image:
+            return self.bos + self._ids(f"{SYSTEM} USER: {request} ASSISTANT:")
         return self.bos + self._user_ids(request)
 
     def edit_prompt(self, instruction: str, template: int = 0) -> list[int]:
@@ -84,11 +94,19 @@ class PromptBuilder:
 
         Over-long instructions are cut (token-wise) so that the image tokens always fit.
         """
-        request, reply = EDIT_TEMPLATES[rng.randrange(len(EDIT_TEMPLATES))]
+        return self._image_token_answer(EDIT_TEMPLATES, instruction, rng, image=True)
+
+    def caption_sample(self, caption: str, rng: random.Random) -> Tokenized:
+        """Stage-1 ids: a text-only request for a picture of ``caption``; the reply and the 32 image
+        tokens (and EOS) are the targets. Over-long captions are cut as in ``edit_sample``."""
+        return self._image_token_answer(CAPTION_TEMPLATES, caption, rng, image=False)
+
+    def _image_token_answer(self, templates, instruction: str, rng: random.Random, image: bool) -> Tokenized:
+        request, reply = templates[rng.randrange(len(templates))]
         answer = self._ids(" " + reply) + list(self.image_token_ids) + [self.eos]
         words, text = None, instruction
         while True:
-            prompt = self._prefix(request.format(instruction=text))
+            prompt = self._prefix(request.format(instruction=text), image)
             overflow = len(prompt) + len(answer) - self.cap
             if overflow <= 0:
                 break

@@ -92,3 +92,31 @@ def write_vqa(root: str | Path, n: int = 3, seed: int = 0) -> Path:
     path = root / "vqa" / "llava_instruct_tiny.json"
     path.write_text(json.dumps(records))
     return path
+
+
+def write_img2dataset_shard(folder: str | Path, captions: list[str], shard: int = 0, size: int = 32) -> Path:
+    """A tiny shard in img2dataset's webdataset layout (``NNNNN.tar`` with ``KEY.jpg/.txt/.json``,
+    ``NNNNN_stats.json``, ``NNNNN.parquet``), for tests and smoke runs. Returns the tar path."""
+    import webdataset as wds
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    tar = folder / f"{shard:05d}.tar"
+    rng = np.random.default_rng(shard)
+    with wds.TarWriter(str(tar)) as sink:
+        for i, caption in enumerate(captions):
+            key = f"{shard:05d}{i:04d}"
+            buf = io.BytesIO()
+            Image.fromarray(rng.integers(0, 255, (size, size, 3), dtype=np.uint8)).save(buf, format="JPEG")
+            meta = {"key": key, "caption": caption, "url": f"http://example.invalid/{key}.jpg", "status": "success",
+                    "width": size, "height": size}
+            sink.write({"__key__": key, "jpg": buf.getvalue(), "txt": caption.encode(), "json": json.dumps(meta).encode()})
+    stats = {"count": len(captions), "successes": len(captions), "failed_to_download": 0}
+    (folder / f"{shard:05d}_stats.json").write_text(json.dumps(stats))
+    # img2dataset also keeps a Parquet of the records (no image bytes) beside each shard.
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"key": [f"{shard:05d}{i:04d}" for i in range(len(captions))], "caption": captions,
+                             "status": ["success"] * len(captions)}), folder / f"{shard:05d}.parquet")
+    return tar

@@ -81,19 +81,36 @@ def save_tiny_llava(out: Path, seed: int = 0) -> Path:
     return out
 
 
+def tiny_unet(in_channels: int):
+    """The tiny ``UNet2DConditionModel`` (random init): 4 input channels like SD, 8 like InstructPix2Pix."""
+    from diffusers import UNet2DConditionModel
+
+    return UNet2DConditionModel(
+        sample_size=32, in_channels=in_channels, out_channels=4, layers_per_block=1, block_out_channels=(32, 64),
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        cross_attention_dim=TINY_CROSS_DIM, attention_head_dim=8, norm_num_groups=32,
+    )
+
+
+def save_tiny_ip2p_unet(out: Path, seed: int = 1) -> Path:
+    """An InstructPix2Pix-style diffusers ``unet/`` folder (8-channel ``conv_in``, every weight random,
+    the extra channels included) for the ``--unet`` option of stage 2a."""
+    import torch
+
+    torch.manual_seed(seed)
+    tiny_unet(8).save_pretrained(out)
+    return out
+
+
 def save_tiny_sd(out: Path, seed: int = 0) -> Path:
     """Write a diffusers SD-style folder: 4-channel ``unet/``, x8 ``vae/``, DDPM ``scheduler/``,
     and a CLIP ``text_encoder/`` + ``tokenizer/`` (used once, for the null-text embedding)."""
     import torch
-    from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
+    from diffusers import AutoencoderKL, DDPMScheduler
     from transformers import CLIPTextConfig, CLIPTextModel
 
     torch.manual_seed(seed)
-    UNet2DConditionModel(
-        sample_size=32, in_channels=4, out_channels=4, layers_per_block=1, block_out_channels=(32, 64),
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-        cross_attention_dim=TINY_CROSS_DIM, attention_head_dim=8, norm_num_groups=32,
-    ).save_pretrained(out / "unet")
+    tiny_unet(4).save_pretrained(out / "unet")
     AutoencoderKL(
         in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(8, 16, 16, 16), layers_per_block=1,
         down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,

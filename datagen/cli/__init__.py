@@ -22,6 +22,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "contact-sheet": ("datagen.cli.contact_sheet", "grid of src | tgt | mask with instructions, as a PNG"),
     "calibrate": ("datagen.cli.calibrate", "fit auto-approve / auto-reject rules on review decisions; route new candidates by them"),
     "judge": ("datagen.cli.judge", "score waiting review candidates with a local vision-language judge (1-5 + reason)"),
+    "split": ("datagen.cli.split", "split a manifest into a training and a held-out evaluation split (stable by key)"),
     "demo": ("datagen.cli.demo", "the whole pipeline on demo scenes with the classical CPU backends"),
 }
 

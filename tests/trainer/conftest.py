@@ -86,3 +86,34 @@ def make_batch(tiny_cfg):
         return collate(samples, tokenizer.pad_token_id)
 
     return build
+
+
+def fit_fixed_batch(model, batch, steps: int, lr: float) -> tuple[dict, dict]:
+    """AdamW on the trainable parameters for ``steps`` steps on one batch; returns the losses before
+    and after, each measured in eval mode under the same seed (no dropout, same noise and timesteps:
+    the loss of the weights alone)."""
+    import torch
+
+    opt = torch.optim.AdamW([p for _, p in model.trainable_parameters()], lr=lr, weight_decay=0.0)
+
+    def fixed_loss():
+        model.eval()
+        torch.manual_seed(123)
+        with torch.no_grad():
+            out = model(batch)
+        model.train()
+        return out
+
+    before = fixed_loss()
+    for _ in range(steps):
+        loss = model(batch)["loss"]
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return before, fixed_loss()
+
+
+@pytest.fixture(scope="session")
+def fit():
+    """``fit(model, batch, steps, lr) -> (losses before, losses after)`` (see ``fit_fixed_batch``)."""
+    return fit_fixed_batch

@@ -26,7 +26,7 @@ def lm_cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor
 
 
 class SmartEdit(nn.Module):
-    """``llm``: ``LlavaLM``; ``qformer``: ``QFormer``; ``bim``: ``BIM``; ``unet``: 8-channel
+    """``llm``: ``LlavaLM``; ``qformer``: ``QFormer``; ``bim``: ``BIM``, or None for stage 2a (MLLMSD); ``unet``: 8-channel
     ``UNet2DConditionModel``; ``vae``: frozen ``AutoencoderKL``; ``noise_scheduler``: ``DDPMScheduler``;
     ``null_text``: [77, cross_dim] embedding of the empty prompt (classifier-free guidance)."""
 
@@ -45,9 +45,12 @@ class SmartEdit(nn.Module):
         return image_hw[0] // factor, image_hw[1] // factor
 
     def condition(self, hidden, input_ids, vision_feats, latent_hw):
-        """LLM hidden states -> UNet context [B,77,C] (QFormer + 0.5 f') and BIM's v' [B,C_in,h,w]."""
+        """LLM hidden states -> UNet context [B,77,C] (QFormer + 0.5 f') and BIM's v' [B,C_in,h,w]
+        (without a BIM: the QFormer output and None)."""
         states = self.llm.image_token_states(hidden, input_ids)
         text = self.qformer(states)
+        if self.bim is None:
+            return text, None
         text_delta, spatial = self.bim(text, vision_feats, latent_hw)
         return text + self.bim_weight * text_delta, spatial
 
