@@ -20,6 +20,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "review": ("datagen.cli.review", "review queue: serve the web UI, add reviewers, export decisions"),
     "inspect": ("datagen.cli.inspect", "counts and samples of a manifest; verify every shard's checksum"),
     "contact-sheet": ("datagen.cli.contact_sheet", "grid of src | tgt | mask with instructions, as a PNG"),
+    "import": ("datagen.cli.importer", "import a public dataset (RefCOCO, gRefCOCO, ReasonSeg, COCO-Stuff, IP2P, MagicBrush, Reason-Edit)"),
     "demo": ("datagen.cli.demo", "the whole pipeline on demo scenes with the classical CPU backends"),
 }
 
