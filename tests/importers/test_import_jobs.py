@@ -90,19 +90,22 @@ def test_killed_after_a_shard_commit_finishes_with_every_sample_once(tmp_path):
     assert quarantine_reasons(config) == expected["quarantined"]
 
 
-def test_import_dataset_flow_runs_and_resumes(tmp_path):
+def test_import_dataset_flow_runs_and_the_cli_resumes_it(tmp_path):
     root, expected = fixtures.write_reasonseg(tmp_path)
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
     env.update({"PYTHONPATH": str(ROOT), "PREFECT_HOME": str(tmp_path / "prefect"), "DO_NOT_TRACK": "1",
                 "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_LOGGING_LEVEL": "WARNING"})
-    params = json.dumps({"dataset": "reasonseg", "source": str(root), "out": str(tmp_path / "data"),
-                         "name": "reasonseg", "manifest_dir": str(tmp_path / "manifests"), "batch_size": 2})
-    runs = [subprocess.run([sys.executable, "-m", "flows", "import-dataset", "--params", params], cwd=tmp_path,
-                           env=env, capture_output=True, text=True, timeout=240) for _ in range(2)]
-    for run in runs:
-        assert run.returncode == 0, run.stderr[-3000:]
-    first, second = (json.loads(r.stdout[r.stdout.index("{"):]) for r in runs)
-    assert first["stats"]["samples_written"] == expected["samples"] and first["batches_resumed"] == 0
-    assert second["batches_resumed"] == second["batches"] and second["batches_run"] == 0
+    params = {"dataset": "reasonseg", "source": str(root), "out": str(tmp_path / "data"), "name": "reasonseg",
+              "manifest_dir": str(tmp_path / "manifests"), "batch_size": 2}
+    run = subprocess.run([sys.executable, "-m", "flows", "import-dataset", "--params", json.dumps(params)],
+                         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240)
+    assert run.returncode == 0, run.stderr[-3000:]
+    summary = json.loads(run.stdout[run.stdout.index("{"):])
+    assert summary["stats"]["samples_written"] == expected["samples"] and summary["batches_resumed"] == 0
     manifest = load_manifest(tmp_path / "manifests" / "reasonseg.json")
     assert manifest["nsamples"] == expected["samples"] and manifest["dataset"] == "reasonseg"
+    # Same job from the CLI: the flow's batch markers count, nothing runs again.
+    again = _cli("reasonseg", "--source", str(root), "--out", params["out"], "--name", "reasonseg",
+                 "--manifests", params["manifest_dir"], "--batch-size", "2", cwd=tmp_path)
+    assert again.returncode == 0 and f"{summary['batches']} of {summary['batches']} batches done earlier" in again.stderr
+    assert load_manifest(tmp_path / "manifests" / "reasonseg.json")["nsamples"] == expected["samples"]
