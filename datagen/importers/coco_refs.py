@@ -15,7 +15,7 @@ import numpy as np
 
 from datagen.imageio import load_image
 from datagen.importers.base import ImportProblem, Importer, read_json
-from datagen.importers.marking import mark_sample
+from datagen.importers.marking import mark_sample, region_colour
 from datagen.schema import EditSample, ImageRecord, Quarantined
 from datagen.sources.annotations import segmentation_to_mask
 from datagen.sources.base import CatalogError
@@ -103,8 +103,9 @@ class ReferringImporter(Importer):
 
     def samples(self, record: ImageRecord) -> Iterator[EditSample | Quarantined]:
         meta = record.meta
+        own = region_colour(record.image, meta["mask"])
         for sent_id, text in meta["sentences"]:
-            yield mark_sample(self, record, mask=meta["mask"], expression=text, parts=("sent", sent_id),
+            yield mark_sample(self, record, mask=meta["mask"], expression=text, parts=("sent", sent_id), own_colour=own,
                               target={"categories": meta["categories"], "no_target": not meta["ann_ids"],
                                       "targets": len(meta["ann_ids"])},
                               ids={"ref_id": meta["ref_id"], "image_id": meta["image_id"],

@@ -26,7 +26,7 @@ from PIL import Image
 from datagen.imageio import load_image
 from datagen.importers.base import ImportProblem, Importer
 from datagen.importers.coco_refs import CocoIndex
-from datagen.importers.marking import mark_sample
+from datagen.importers.marking import mark_sample, region_colour
 from datagen.schema import EditSample, ImageRecord, Quarantined
 from datagen.sources.annotations import rle_to_mask
 from datagen.sources.base import CatalogError
@@ -151,5 +151,6 @@ class CocoStuffImporter(Importer):
         for class_id, mask in record.meta["regions"]:
             name = self.names[class_id]
             yield mark_sample(self, record, mask=mask, expression=f"the {readable(name)}", parts=("class", class_id),
+                              own_colour=region_colour(record.image, mask),
                               target={"category": name, "class_id": class_id},
                               ids={"image": record.meta["image"], "class_id": class_id})

@@ -24,12 +24,15 @@ SENTENCE_TEMPLATES = (
 OPACITY = 0.5  # InstructDiffusion / SmartEdit's segmentation transparency
 
 
-def pick_colour(image: np.ndarray, mask: np.ndarray, *, seed: int, key: Sequence,
-                colors=MARK_COLORS) -> tuple[str, tuple[int, int, int]]:
-    """Seeded palette colour for marking ``mask`` (HxW bool) on ``image`` (HxWx3 uint8), avoiding
-    the region's own colour name when the palette leaves a choice (a red mark on a red shirt is
-    invisible). An empty mask (no-target) takes any seeded colour."""
-    own = instance_color(image, mask) if mask.any() else None
+def region_colour(image: np.ndarray, mask: np.ndarray) -> str | None:
+    """Colour name of ``mask``'s pixels (HxW bool) in ``image`` (HxWx3 uint8); None when the mask
+    is empty or no colour dominates. Computed once per record: every sentence of it shares the mask."""
+    return instance_color(image, mask) if mask.any() else None
+
+
+def pick_colour(own: str | None, *, seed: int, key: Sequence, colors=MARK_COLORS) -> tuple[str, tuple[int, int, int]]:
+    """Seeded palette colour for marking a region whose own colour name is ``own``, avoiding it
+    when the palette leaves a choice (a red mark on a red shirt is invisible)."""
     usable = [c for c in colors if c[0] != own] or list(colors)
     return usable[seeded_index(len(usable), seed, *key, "colour")]
 
@@ -43,15 +46,16 @@ def mark_phrasing(expression: str, colour: str, *, sentence: bool, seed: int, ke
 
 
 def mark_sample(importer, record: ImageRecord, *, mask: np.ndarray, expression: str, parts: Sequence,
-                target: dict, ids: dict, sentence: bool = False) -> EditSample:
+                target: dict, ids: dict, sentence: bool = False, own_colour: str | None = None) -> EditSample:
     """One perception sample: ``record.image`` with ``mask`` (HxW bool) overlaid at 0.5 opacity and
     an instruction naming ``expression``. An empty ``mask`` (the expression names nothing in the
     image) gives op ``keep``: target = source, the model learns to leave the image alone.
 
     ``parts``: what distinguishes this sample within the record (sentence id...), part of the key;
-    ``target``/``ids``: dataset facts for ``target`` and ``provenance["ids"]``."""
+    ``target``/``ids``: dataset facts for ``target`` and ``provenance["ids"]``; ``own_colour``:
+    ``region_colour(record.image, mask)``, computed once by the caller for all its samples."""
     key_parts = (record.id, *parts)
-    colour, rgb = pick_colour(record.image, mask, seed=importer.seed, key=key_parts)
+    colour, rgb = pick_colour(own_colour, seed=importer.seed, key=key_parts)
     phrasing = mark_phrasing(expression, colour, sentence=sentence, seed=importer.seed, key=key_parts)
     area = int(mask.sum())
     keep = area == 0

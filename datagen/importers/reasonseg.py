@@ -21,7 +21,7 @@ import numpy as np
 
 from datagen.imageio import load_image
 from datagen.importers.base import ImportProblem, Importer, read_json
-from datagen.importers.marking import mark_sample
+from datagen.importers.marking import mark_sample, region_colour
 from datagen.schema import EditSample, ImageRecord, Quarantined
 from datagen.sources.annotations import polygons_to_mask
 from datagen.sources.base import CatalogError
@@ -92,7 +92,8 @@ class ReasonSegImporter(Importer):
 
     def samples(self, record: ImageRecord) -> Iterator[EditSample | Quarantined]:
         meta = record.meta
+        own = region_colour(record.image, meta["mask"])
         for index, query in enumerate(meta["queries"]):
-            yield mark_sample(self, record, mask=meta["mask"], expression=query, parts=("query", index),
+            yield mark_sample(self, record, mask=meta["mask"], expression=query, parts=("query", index), own_colour=own,
                               sentence=meta["is_sentence"], target={"ignored_pixels": meta["ignored_pixels"]},
                               ids={"image": record.id, "query": index})

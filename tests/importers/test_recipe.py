@@ -53,7 +53,6 @@ def _llava_json(folder: Path) -> Path:
     return path
 
 
-@pytest.mark.slow
 def test_stage2_trains_on_a_tiny_recipe_over_imported_fixtures(tmp_path):
     if not _trainer_takes_recipes():
         pytest.skip("trainer.stage2 has no --recipe on this branch yet (the trainer engineer's branch adds it)")
