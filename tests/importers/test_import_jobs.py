@@ -94,7 +94,9 @@ def test_import_dataset_flow_runs_and_the_cli_resumes_it(tmp_path):
     root, expected = fixtures.write_reasonseg(tmp_path)
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
     env.update({"PYTHONPATH": str(ROOT), "PREFECT_HOME": str(tmp_path / "prefect"), "DO_NOT_TRACK": "1",
-                "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_LOGGING_LEVEL": "WARNING"})
+                "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_LOGGING_LEVEL": "WARNING",
+                # the throwaway server needs longer than the default 20 s on a busy 2-core machine
+                "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "180"})
     params = {"dataset": "reasonseg", "source": str(root), "out": str(tmp_path / "data"), "name": "reasonseg",
               "manifest_dir": str(tmp_path / "manifests"), "batch_size": 2}
     run = subprocess.run([sys.executable, "-m", "flows", "import-dataset", "--params", json.dumps(params)],
