@@ -22,12 +22,20 @@ SENTENCE_TEMPLATES = (
     "{query} Cover it with a translucent {colour} mask.",
 )
 OPACITY = 0.5  # InstructDiffusion / SmartEdit's segmentation transparency
+COLOUR_VOTES = 4096
 
 
 def region_colour(image: np.ndarray, mask: np.ndarray) -> str | None:
     """Colour name of ``mask``'s pixels (HxW bool) in ``image`` (HxWx3 uint8); None when the mask
-    is empty or no colour dominates. Computed once per record: every sentence of it shares the mask."""
-    return instance_color(image, mask) if mask.any() else None
+    is empty or no colour dominates. Computed once per record: every sentence of it shares the mask.
+    A vote over at most ``COLOUR_VOTES`` evenly spread pixels names the same majority colour as
+    one over all of them (stuff regions cover half an image) at a fraction of the cost."""
+    where = np.flatnonzero(mask)
+    if where.size == 0:
+        return None
+    sparse = np.zeros(mask.size, dtype=bool)
+    sparse[where[:: max(1, where.size // COLOUR_VOTES)]] = True
+    return instance_color(image, sparse.reshape(mask.shape))
 
 
 def pick_colour(own: str | None, *, seed: int, key: Sequence, colors=MARK_COLORS) -> tuple[str, tuple[int, int, int]]:

@@ -78,7 +78,8 @@ class ReasonEditImporter(Importer):
         if mask_path is None:
             raise ImportProblem("missing", f"{record_id} has no {image_path.stem}_mask.png|jpg")
         image = load_image(image_path)
-        mask = load_image(mask_path).max(axis=2) > 127
+        mask_rgb = load_image(mask_path) > 127  # white = edit region; per channel, then joined (fast)
+        mask = mask_rgb[..., 0] | mask_rgb[..., 1] | mask_rgb[..., 2]
         if mask.shape != image.shape[:2]:
             raise ImportProblem("size_mismatch", f"{record_id}: mask {mask.shape} and image {image.shape[:2]} differ")
         if not mask.any():
