@@ -109,14 +109,16 @@ class CocoStuffImporter(Importer):
     def _markable(self, class_id: int) -> bool:
         return class_id != OTHER_ID and class_id in self.names and (self.things or class_id >= FIRST_STUFF_ID)
 
-    def _regions_from_map(self, path: Path, hw: tuple[int, int]) -> dict[int, np.ndarray]:
+    def _label_map(self, path: Path, hw: tuple[int, int]) -> np.ndarray:
+        """The HxW uint8 index map of one image (index = class id - 1, 255 = unlabeled)."""
         try:
             labels = np.asarray(Image.open(path))
         except OSError as exc:
             raise ImportProblem("undecodable", f"label map {path.name}: {exc}") from exc
-        if labels.ndim != 2 or labels.shape != hw:
-            raise ImportProblem("size_mismatch", f"label map {path.name} is {labels.shape}, the image {hw}")
-        return {int(v) + 1: labels == v for v in np.unique(labels) if v != UNLABELED_INDEX}
+        if labels.ndim != 2 or labels.shape != hw or labels.dtype != np.uint8:
+            raise ImportProblem("size_mismatch", f"label map {path.name} is {labels.shape} {labels.dtype}, "
+                                                 f"the image {hw} (8-bit indices expected)")
+        return labels
 
     def _regions_from_json(self, image_id, hw: tuple[int, int]) -> dict[int, np.ndarray]:
         regions: dict[int, np.ndarray] = {}
@@ -133,16 +135,19 @@ class CocoStuffImporter(Importer):
             info = self.coco.images[entry]
             image = load_image(self.images / str(info["file_name"]))
             regions = self._regions_from_json(entry, image.shape[:2])
+            areas = {c: int(m.sum()) for c, m in regions.items()}
         else:
             image = load_image(self.images / f"{entry.stem}.jpg")
-            regions = self._regions_from_map(entry, image.shape[:2])
+            labels = self._label_map(entry, image.shape[:2])
+            counts = np.bincount(labels.ravel(), minlength=256)  # one pass; masks only for the chosen
+            areas = {int(v) + 1: int(counts[v]) for v in np.flatnonzero(counts) if v != UNLABELED_INDEX}
         total = image.shape[0] * image.shape[1]
-        kept = sorted(((int(m.sum()), c) for c, m in regions.items()
-                       if self._markable(c) and m.sum() >= self.min_fraction * total), reverse=True)
+        kept = sorted(((area, c) for c, area in areas.items()
+                       if self._markable(c) and area >= self.min_fraction * total), reverse=True)
         if not kept:
             raise ImportProblem("no_region", f"no {'class' if self.things else 'stuff class'} covers "
                                              f"{self.min_fraction:.0%} of the image")
-        chosen = [(c, regions[c]) for _, c in kept[: self.max_per_image]]
+        chosen = [(c, regions[c] if self.coco is not None else labels == c - 1) for _, c in kept[: self.max_per_image]]
         return ImageRecord(record_id, image, [], source=self.source, meta={
             "dataset": self.name, "split": self.split, "image": str(entry if self.coco is not None else entry.stem),
             "regions": chosen})
