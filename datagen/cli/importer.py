@@ -35,6 +35,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("dataset", choices=importer_names(), help="which dataset the --source folder holds")
     add_job_arguments(parser, name="import")
     parser.set_defaults(source=None, name=None)
+    helps = {"source": "the dataset as distributed: its folder (COCO-Stuff: the label-map folder or the stuff JSON)",
+             "images": "COCO image folder (refcoco, grefcoco: train2014; cocostuff: train2017)",
+             "name": "manifest NAME.json and shard prefix (default: the dataset name)",
+             "seed": "varies template and colour choices"}
+    for action in parser._actions:  # the shared job arguments, described for importing
+        action.help = helps.get(action.dest, action.help)
     parser.add_argument("--split", default=None,
                         help="import one split (refcoco/grefcoco: train, val, testA...; reasonseg: a split folder)")
     parser.add_argument("--opt", type=_option, action="append", default=[], metavar="KEY=VALUE",
