@@ -38,10 +38,13 @@ def region_colour(image: np.ndarray, mask: np.ndarray) -> str | None:
     return instance_color(image, sparse.reshape(mask.shape))
 
 
-def pick_colour(own: str | None, *, seed: int, key: Sequence, colors=MARK_COLORS) -> tuple[str, tuple[int, int, int]]:
+def pick_colour(own: str | None, *, seed: int, key: Sequence, expression: str = "",
+                colors=MARK_COLORS) -> tuple[str, tuple[int, int, int]]:
     """Seeded palette colour for marking a region whose own colour name is ``own``, avoiding it
-    when the palette leaves a choice (a red mark on a red shirt is invisible)."""
-    usable = [c for c in colors if c[0] != own] or list(colors)
+    and any colour the ``expression`` names when the palette leaves a choice (a red mark on a red
+    shirt is invisible; "Mark the man in the red shirt in red" reads as a riddle)."""
+    named = set(expression.lower().replace(",", " ").split())
+    usable = [c for c in colors if c[0] != own and c[0] not in named] or list(colors)
     return usable[seeded_index(len(usable), seed, *key, "colour")]
 
 
@@ -63,7 +66,7 @@ def mark_sample(importer, record: ImageRecord, *, mask: np.ndarray, expression: 
     ``target``/``ids``: dataset facts for ``target`` and ``provenance["ids"]``; ``own_colour``:
     ``region_colour(record.image, mask)``, computed once by the caller for all its samples."""
     key_parts = (record.id, *parts)
-    colour, rgb = pick_colour(own_colour, seed=importer.seed, key=key_parts)
+    colour, rgb = pick_colour(own_colour, seed=importer.seed, key=key_parts, expression=expression)
     phrasing = mark_phrasing(expression, colour, sentence=sentence, seed=importer.seed, key=key_parts)
     area = int(mask.sum())
     keep = area == 0

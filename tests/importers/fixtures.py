@@ -236,8 +236,9 @@ def write_magicbrush(tmp: Path) -> tuple[Path, dict]:
 
     root = tmp / "MagicBrush" / "data"
     root.mkdir(parents=True)
-    first, second, third = scene(1), scene(1).copy(), scene(1).copy()
+    first, second = scene(1), scene(1).copy()
     second[8:32, 8:24] = (200, 30, 30)
+    third = second.copy()  # turn 2 edits turn 1's result
     third[10:30, 36:56] = (30, 200, 30)
     rgba = np.dstack([first, np.full((H, W), 255, np.uint8)])
     rgba[8:32, 8:24, 3] = 0  # the annotator's region, transparent as DALL-E 2's editor wants it

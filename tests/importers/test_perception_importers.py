@@ -80,6 +80,7 @@ def test_grefcoco_multi_target_union_and_no_target_keep(tmp_path):
     assert absent["meta"]["op"] == "keep" and absent["meta"]["target"]["no_target"] is True
     assert not absent["mask"].any() and (absent["tgt"] == absent["src"]).all()
     assert "the red car" in absent["meta"]["instruction"]
+    assert absent["meta"]["target"]["colour"] != "red"  # never "Mark the red car in red"
 
 
 def test_reasonseg_queries_polygons_ignore_and_quarantines(tmp_path):
