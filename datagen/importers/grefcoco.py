@@ -32,9 +32,9 @@ class GRefCocoImporter(ReferringImporter):
     def target_ann_ids(self, ref: dict) -> list[int]:
         ann_ids = ref.get("ann_id")
         ann_ids = ann_ids if isinstance(ann_ids, list) else [ann_ids]
-        if ref.get("no_target"):
+        if ref.get("no_target") or ann_ids == [-1]:  # either marks a no-target expression
             return []
         targets = [a for a in ann_ids if a != -1]
         if not targets:
-            raise ImportProblem("bad_annotation", f"ref {ref.get('ref_id')} has no target but no_target is not set")
+            raise ImportProblem("bad_annotation", f"ref {ref.get('ref_id')} lists no annotation id")
         return targets
