@@ -36,7 +36,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-SCENARIOS = ("understanding", "perception", "reasoning")
+SCENARIOS = ("understanding", "perception", "reasoning", "import")
 # Backends whose name alone means "a neural network that wants a GPU".
 LEARNED_BACKENDS = {"sam", "lama", "sd", "mat", "pih", "owlv2", "grounding_dino"}
 MARKER_DIR = ".jobs"
@@ -143,9 +143,19 @@ def clear_cache() -> None:
 
 
 def open_source(config: JobConfig):
-    """The job's catalog, opened once per process."""
+    """The job's catalog, opened once per process. For ``import`` jobs it is the importer
+    (``datagen.importers``: ``builder_options`` = ``{"dataset": NAME, **options}``, ``source`` =
+    the dataset's folder), which is also the job's builder."""
     from datagen.sources import open_catalog
 
+    if config.scenario == "import":
+        from datagen.importers import open_importer
+
+        key = json.dumps(["catalog", "import", config.source, config.images, config.builder_options, config.seed],
+                         sort_keys=True, default=str)
+        images = {"images": config.images} if config.images else {}
+        return _cached(key, lambda: open_importer(root=config.source, seed=config.seed, **images,
+                                                  **config.builder_options))
     detector = config.backends.get("detector")  # --detect: instances come from a detector
     options = {"images": config.images} if config.images else {}
     if config.allow_outside_root and not str(config.source).startswith("demo:"):
@@ -218,6 +228,8 @@ def _build_builder(config: JobConfig):
 
 def get_builder(config: JobConfig):
     """The job's builder with its models, built once per process per distinct setting."""
+    if config.scenario == "import":  # an importer is its catalog and its builder
+        return open_source(config)
     key = json.dumps(["builder", config.scenario, {s: b.to_dict() for s, b in sorted(config.backends.items())},
                       config.builder_options, config.seed], sort_keys=True, default=str)
     return _cached(key, lambda: _build_builder(config))
@@ -369,9 +381,12 @@ def manifest_extra(config: JobConfig) -> dict:
     from datagen.shards.encoding import ImageEncoding
 
     facts = _builder_facts(config)
-    return {"image_encoding": ImageEncoding.parse(config.image_format).to_dict(),
-            "builder": facts["name"], "settings": facts["settings"], "source": config.source,
-            "backends": {s: b.to_dict() for s, b in sorted(config.backends.items())}, "seed": config.seed}
+    extra = {"image_encoding": ImageEncoding.parse(config.image_format).to_dict(),
+             "builder": facts["name"], "settings": facts["settings"], "source": config.source,
+             "backends": {s: b.to_dict() for s, b in sorted(config.backends.items())}, "seed": config.seed}
+    if config.scenario == "import":  # dataset name; holdout + split for evaluation data
+        extra.update(open_source(config).manifest_facts())
+    return extra
 
 
 def finish(config: JobConfig, stats=None) -> Path | None:

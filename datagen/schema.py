@@ -20,8 +20,12 @@ from typing import Any
 
 import numpy as np
 
-SCENARIOS = ("understanding", "reasoning", "perception")
-OPS = ("replace", "add", "remove", "recolor", "mark", "addon")
+SCENARIOS = ("understanding", "reasoning", "perception", "editing")
+# "edit": an imported edit whose kind the source does not say (InstructPix2Pix, MagicBrush);
+# "keep": the instruction names nothing in the image (gRefCOCO no-target), so tgt == src and the
+# mask is empty.
+OPS = ("replace", "add", "remove", "recolor", "mark", "addon", "edit", "keep")
+EMPTY_MASK_OPS = ("keep",)
 REVIEW_STATUSES = ("pending", "approved", "rejected", "conflicted")
 _KEY_RE = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 
@@ -118,7 +122,7 @@ class EditSample:
         check_image("tgt", self.tgt)
         if self.src.shape != self.tgt.shape:
             raise SampleError(f"src shape {self.src.shape} differs from tgt shape {self.tgt.shape}")
-        check_mask("mask", self.mask, self.src.shape[:2])
+        check_mask("mask", self.mask, self.src.shape[:2], allow_empty=self.op in EMPTY_MASK_OPS)
         if not isinstance(self.instruction, str) or not self.instruction.strip():
             raise SampleError("instruction must be a non-empty string")
         if self.scenario not in SCENARIOS:

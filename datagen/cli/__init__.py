@@ -16,6 +16,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "perception": ("datagen.cli.perception", "turn a catalog's instances into 'Mark the ... in red' samples"),
     "understanding": ("datagen.cli.understanding", "remove / add / replace samples (mask, inpaint, paste, harmonize)"),
     "reasoning": ("datagen.cli.reasoning", "world-knowledge edit candidates into the review queue"),
+    "import": ("datagen.cli.importer", "import a public dataset (RefCOCO, gRefCOCO, ReasonSeg, COCO-Stuff, IP2P, MagicBrush, Reason-Edit)"),
     "publish-reviewed": ("datagen.cli.publish", "write approved review-queue samples to shards + manifest"),
     "review": ("datagen.cli.review", "review queue: serve the web UI, add reviewers, export decisions"),
     "inspect": ("datagen.cli.inspect", "counts and samples of a manifest; verify every shard's checksum"),

@@ -52,7 +52,8 @@ def test_every_deployment_of_prefect_yaml_is_on_the_server(deployed):
         on_server = {(d.name, client.read_flow(d.flow_id).name, d.work_pool_name) for d in client.read_deployments()}
     for dep in spec["deployments"]:
         flow_name = {"synth_understanding": "synth-understanding", "synth_perception": "synth-perception",
-                     "synth_reasoning": "synth-reasoning", "publish_reviewed": "publish-reviewed"}[dep["entrypoint"].split(":")[1]]
+                     "synth_reasoning": "synth-reasoning", "publish_reviewed": "publish-reviewed",
+                     "import_dataset": "import-dataset"}[dep["entrypoint"].split(":")[1]]
         assert (dep["name"], flow_name, "datagen") in on_server, output
 
 
