@@ -35,7 +35,7 @@ from datagen.shards.layout import (
 )
 from datagen.shards.pending import PendingShard
 from datagen.shards.quarantine import QuarantineLog
-from datagen.shards.tario import MAX_MEMBER_NAME, member_span
+from datagen.shards.tario import MAX_MEMBER_NAME, archive_size, member_span
 
 IMAGE_FORMATS = ("png", "jpg")
 
@@ -154,7 +154,8 @@ class ShardWriter:
             self.duplicates += 1
             return False
         span = sum(member_span(len(data)) for _, data in entries)
-        if self._shard is not None and self._shard.count and self._shard.size + span > self.maxsize:
+        # The archive's end (two zero blocks, padded to a whole tar record) counts towards maxsize.
+        if self._shard is not None and self._shard.count and archive_size(self._shard.size + span) > self.maxsize:
             self._hand_off()
         if self._shard is None:
             self._shard = PendingShard(self.data_dir, self.prefix, self._mtime)
@@ -166,7 +167,7 @@ class ShardWriter:
             self._abort_pending()
             raise
         self.written += 1
-        if self._shard.count >= self.maxcount or self._shard.size >= self.maxsize:
+        if self._shard.count >= self.maxcount or archive_size(self._shard.size) >= self.maxsize:
             self._hand_off()
         return True
 
