@@ -84,16 +84,24 @@ class KeyIndex:
 
     def __init__(self, data_dir: Path | str, *, durable: bool = True):
         self.data_dir = Path(data_dir)
-        path = index_path(self.data_dir)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        self._path = index_path(self.data_dir)
+        self._path.parent.mkdir(parents=True, exist_ok=True)
+        self._durable = durable
+        self._conn: sqlite3.Connection | None = None
         # One connection may be handed from the thread that opened it to a committer thread;
         # ``_lock`` keeps its use serial.
-        self._db = sqlite3.connect(path, timeout=60, isolation_level=None, check_same_thread=False)
         self._lock = threading.Lock()
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute(f"PRAGMA synchronous={'FULL' if durable else 'OFF'}")
         if self._db.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
             self._create()
+
+    @property
+    def _db(self) -> sqlite3.Connection:
+        """The connection, opened on first use (and again after ``close``, for late reads)."""
+        if self._conn is None:
+            self._conn = sqlite3.connect(self._path, timeout=60, isolation_level=None, check_same_thread=False)
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute(f"PRAGMA synchronous={'FULL' if self._durable else 'OFF'}")
+        return self._conn
 
     def _create(self) -> None:
         with commit_lock(self.data_dir), self._lock:
@@ -106,7 +114,9 @@ class KeyIndex:
 
     def close(self) -> None:
         with self._lock:
-            self._db.close()
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
 
     # ----- reads -----
 
