@@ -26,8 +26,10 @@ from pathlib import Path
 import datagen
 from datagen.shards.keyindex import INDEX_DIR, open_index
 from datagen.shards.layout import (
+    LOCK_DIR,
     QUARANTINE_SUFFIX,
     CommittedShard,
+    FileLock,
     atomic_write_bytes,
     check_prefix,
     committed_shards,
@@ -92,7 +94,10 @@ def build_manifest(data_dir, name: str, manifest_dir="manifests", *, extra: dict
         raise ValueError(f"{data_dir} holds no committed sample; nothing to put in manifest {name}")
     open_index(data_dir, durable=False).close()  # reconciles: a key in two sidecars raises here
     parquet_path = data_dir / f"{name}.parquet"
-    state = _update_table(data_dir, name, parquet_path, shards)
+    with FileLock(data_dir / LOCK_DIR / f"manifest-{name}.lock"):  # one build of NAME at a time
+        for stale in data_dir.glob(f".{name}.parquet.*.tmp"):  # left by a killed build
+            stale.unlink(missing_ok=True)
+        state = _update_table(data_dir, name, parquet_path, shards)
     nsamples = sum(entry["nsamples"] for entry in state["shards"].values())
     if not nsamples:
         raise ValueError(f"{data_dir} holds no committed sample; nothing to put in manifest {name}")
