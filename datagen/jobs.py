@@ -16,8 +16,16 @@ that finished leaves a marker ``OUT/.jobs/PREFIX.done.json`` with its stats, so 
 without opening the catalog or a writer and still reports the whole job's counts. A batch killed
 half-way has no marker; rerunning it skips its done records and drops keys already committed.
 
-Models are loaded once per process: builders (and the masker / inpainter / harmonizer they hold)
-are cached by their settings, so the second batch in a worker process reuses the first's models.
+Nothing heavy before it is needed: a rerun reads the batch markers first and builds a builder (and
+loads its models) only for the first batch that still has work, so a finished job reruns in the
+time it takes to read one small marker per batch and update the manifest (incrementally). Models
+are loaded once per process: builders (and the masker / inpainter / harmonizer they hold) are
+cached by their settings, so the second batch in a worker process reuses the first's models.
+
+Counts: ``RunStats`` summed over a job's batches describe the whole job (resumed batches report
+what their marker recorded); ``JobResult.new`` holds only the batches this run ran ("new this
+run") and ``JobResult.in_dataset`` the samples the dataset holds after it (its manifest's
+``nsamples``). ``count_summary`` gives both, for printing and reports.
 
 This module never imports prefect (``flows/`` wraps it).
 """
@@ -337,27 +345,68 @@ def finish(config: JobConfig, stats=None) -> Path | None:
         return None
     from datagen.shards import build_manifest
     from datagen.shards.layout import committed_shards
+    from datagen.shards.manifest import NoSamplesError
 
-    if not any(s.load_sidecar().get("nsamples") for s in committed_shards(config.out)):
+    if not committed_shards(config.out):
         return None
-    return build_manifest(config.out, config.name, manifest_dir=config.manifest_dir, extra=manifest_extra(config))
+    try:
+        return build_manifest(config.out, config.name, manifest_dir=config.manifest_dir, extra=manifest_extra(config))
+    except NoSamplesError:  # committed shards that carry only completion markers
+        return None
 
 
 @dataclass
 class JobResult:
-    stats: Any
+    stats: Any  # RunStats of the whole job: resumed batches as their markers recorded, plus this run
     manifest: Path | None
     batches: int
     resumed: int  # batches skipped because an earlier run finished them
     seconds: float
+    new: Any = None  # RunStats of the batches this run ran: what is new this run
+    in_dataset: int | None = None  # samples in the dataset after this run (the manifest's nsamples)
+
+
+def unfinished(config: JobConfig, batches: list[Batch]) -> list[Batch]:
+    """The batches no earlier run finished (one marker read each; no catalog, no model)."""
+    return [batch for batch in batches if completed(config, batch) is None]
+
+
+def dataset_size(manifest: Path | str | None) -> int | None:
+    """Samples in the dataset of ``manifest`` (its ``nsamples``); None without a manifest."""
+    if manifest is None:
+        return None
+    return int(json.loads(Path(manifest).read_text())["nsamples"])
+
+
+def count_summary(new, manifest: Path | str | None) -> dict:
+    """``{"new_this_run": {...}, "in_dataset": {...} | None}`` for CLIs and reports.
+
+    ``new_this_run`` (from ``new``, the ``RunStats`` of the batches this run ran): ``samples``,
+    ``by_op``, ``skipped``, ``quarantined``, ``duplicates``. ``in_dataset`` (from the manifest):
+    ``samples``, ``by_op``, ``skipped``, ``quarantined``; None when no manifest was written
+    (reasoning candidates wait in the review queue).
+    """
+    this_run = {"samples": new.samples_written, "by_op": dict(sorted(new.by_op.items())),
+                "skipped": dict(sorted(new.skipped.items())), "quarantined": dict(sorted(new.quarantined.items())),
+                "duplicates": new.duplicates}
+    if manifest is None:
+        return {"new_this_run": this_run, "in_dataset": None}
+    data = json.loads(Path(manifest).read_text())
+    return {"new_this_run": this_run,
+            "in_dataset": {"samples": data["nsamples"], "by_op": data.get("counts", {}).get("op", {}),
+                           "skipped": data.get("skipped", {}), "quarantined": data.get("quarantined", {})}}
 
 
 def run_job(config: JobConfig, on_batch: Callable[[Batch, Any], None] | None = None) -> JobResult:
-    """Plan, run every batch in order in this process, finish: the CLI's path through a job."""
+    """Plan, run every batch in order in this process, finish: the CLI's path through a job.
+
+    Batches an earlier run finished are skipped from their markers; the builder (and its models) is
+    built only when the first unfinished batch runs.
+    """
     from datagen.runner import RunStats
 
     start = time.perf_counter()
-    total, resumed = RunStats(), 0
+    total, new, resumed = RunStats(), RunStats(), 0
     batches = plan_batches(config)
     for batch in batches:
         stats = completed(config, batch)
@@ -365,8 +414,10 @@ def run_job(config: JobConfig, on_batch: Callable[[Batch, Any], None] | None = N
             resumed += 1
         else:
             stats = run_batch(config, batch)
+            new = new + stats
         total = total + stats
         if on_batch is not None:
             on_batch(batch, stats)
     manifest = finish(config, total)
-    return JobResult(total, manifest, len(batches), resumed, time.perf_counter() - start)
+    return JobResult(total, manifest, len(batches), resumed, time.perf_counter() - start, new=new,
+                     in_dataset=dataset_size(manifest))

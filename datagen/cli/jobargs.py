@@ -46,22 +46,26 @@ def run_job_command(command: str, config: JobConfig, *, progress: bool = True) -
     from tqdm import tqdm
 
     from datagen.backends import BackendUnavailable
-    from datagen.jobs import get_builder, plan_batches, run_job
+    from datagen.jobs import count_summary, get_builder, plan_batches, run_job, unfinished
     from datagen.sources import CatalogError
 
     try:
         batches = plan_batches(config)
-        get_builder(config)  # builds the backends now, so a missing weight file fails before any work
+        if unfinished(config, batches):  # a finished job reruns without loading a model
+            get_builder(config)  # builds the backends now, so a missing weight file fails before any work
     except (BackendUnavailable, CatalogError, ValueError, TypeError) as exc:
         hint = " (here: --backend-opt STAGE.KEY=VALUE)" if isinstance(exc, BackendUnavailable) else ""
         print(f"datagen {command}: {exc}{hint}", file=sys.stderr)
         return 2
     with tqdm(total=sum(len(b.ids) for b in batches), unit="rec", desc=command, disable=not progress) as bar:
         result = run_job(config, on_batch=lambda batch, _stats: bar.update(len(batch.ids)))
-    stats = result.stats
-    print(f"{stats.samples_written} new samples {dict(stats.by_op)} by attribute {dict(stats.by_attribute)}; "
-          f"skipped {dict(stats.skipped)}; quarantined {dict(stats.quarantined)}; "
-          f"{result.resumed} of {result.batches} batches done earlier; {result.seconds:.1f} s", file=sys.stderr)
+    new, dataset = (count := count_summary(result.new, result.manifest))["new_this_run"], count["in_dataset"]
+    print(f"new this run: {new['samples']} samples {new['by_op']}; skipped {new['skipped']}; "
+          f"quarantined {new['quarantined']}; {result.resumed} of {result.batches} batches done earlier; "
+          f"{result.seconds:.1f} s", file=sys.stderr)
+    if dataset is not None:
+        print(f"in the dataset: {dataset['samples']} samples {dataset['by_op']}; skipped {dataset['skipped']}; "
+              f"quarantined {dataset['quarantined']}", file=sys.stderr)
     if result.manifest is None:
         print(f"datagen {command}: no manifest written: no sample was committed", file=sys.stderr)
         return 1

@@ -39,6 +39,12 @@ from datagen.shards.quarantine import read_quarantine_log
 from datagen.shards.sampletable import parquet_rows, parquet_schema
 
 MANIFEST_FORMAT = "smartedit-manifest/1"
+
+
+class NoSamplesError(ValueError):
+    """The data folder holds no committed sample, so there is no dataset to describe."""
+
+
 STATE_FORMAT = "smartedit-manifest-state/1"
 BUILD_ID = b"smartedit.build_id"
 # Keys build_manifest owns; ``extra`` may add others (backends, settings, weight...) but not these.
@@ -91,7 +97,7 @@ def build_manifest(data_dir, name: str, manifest_dir="manifests", *, extra: dict
         raise ValueError(f"extra is not JSON-serialisable: {exc}") from exc
     shards = committed_shards(data_dir)
     if not shards:
-        raise ValueError(f"{data_dir} holds no committed sample; nothing to put in manifest {name}")
+        raise NoSamplesError(f"{data_dir} holds no committed sample; nothing to put in manifest {name}")
     open_index(data_dir, durable=False).close()  # reconciles: a key in two sidecars raises here
     parquet_path = data_dir / f"{name}.parquet"
     with FileLock(data_dir / LOCK_DIR / f"manifest-{name}.lock"):  # one build of NAME at a time
@@ -100,7 +106,7 @@ def build_manifest(data_dir, name: str, manifest_dir="manifests", *, extra: dict
         state = _update_table(data_dir, name, parquet_path, shards)
     nsamples = sum(entry["nsamples"] for entry in state["shards"].values())
     if not nsamples:
-        raise ValueError(f"{data_dir} holds no committed sample; nothing to put in manifest {name}")
+        raise NoSamplesError(f"{data_dir} holds no committed sample; nothing to put in manifest {name}")
     counts = {group: dict(sorted(values.items())) for group, values in state["counts"].items()}
     shardlist = [{"url": _url(shard.tar, manifest_dir, base_url), "nsamples": entry["nsamples"],
                   "filesize": entry["filesize"], "sha256": entry["sha256"]}
