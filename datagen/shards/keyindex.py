@@ -76,8 +76,9 @@ def _folder_mtime(data_dir: Path) -> int:
 class KeyIndex:
     """One connection to ``data_dir``'s committed-key index.
 
-    Reads (``has_key``, ``has_record``, ``has_skip``, ``committed_among``) are safe at any time
-    from the thread that uses this connection. ``refresh`` and ``record_commit`` / ``begin_commit``
+    Connects on first use; ``open_index`` is the way to get one that is ready to read. Reads
+    (``has_key``, ``has_record``, ``has_skip``, ``committed_among``) are safe at any time from the
+    thread that uses this connection. ``refresh`` and ``record_commit`` / ``begin_commit``
     must run under ``layout.commit_lock(data_dir)``. ``durable``: fsync every index transaction
     (pair it with the writer's ``fsync``).
     """
@@ -91,8 +92,6 @@ class KeyIndex:
         # One connection may be handed from the thread that opened it to a committer thread;
         # ``_lock`` keeps its use serial.
         self._lock = threading.Lock()
-        if self._db.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
-            self._create()
 
     @property
     def _db(self) -> sqlite3.Connection:
@@ -103,7 +102,10 @@ class KeyIndex:
             self._conn.execute(f"PRAGMA synchronous={'FULL' if self._durable else 'OFF'}")
         return self._conn
 
-    def _create(self) -> None:
+    def ensure_schema(self) -> None:
+        """Create the tables (or replace an index of another version) if needed."""
+        if self._one("PRAGMA user_version")[0] == SCHEMA_VERSION:
+            return
         with commit_lock(self.data_dir), self._lock:
             if self._db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION:
                 return  # another process created it meanwhile
@@ -295,6 +297,7 @@ def open_index(data_dir: Path | str, *, durable: bool = True) -> KeyIndex:
     """``data_dir``'s index, brought up to date first if a commit died or the folder changed."""
     index = KeyIndex(data_dir, durable=durable)
     try:
+        index.ensure_schema()
         if index.needs_refresh():
             with commit_lock(index.data_dir):
                 index.refresh()

@@ -70,8 +70,7 @@ def parquet_schema():
     ])
 
 
-def _json(value) -> str:
-    return json.dumps(value, sort_keys=True, default=str)
+_json = json.JSONEncoder(sort_keys=True, default=str).encode
 
 
 def converter(type_):
