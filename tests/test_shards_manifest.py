@@ -13,8 +13,8 @@ import pytest
 
 from datagen.shards import ShardWriter, build_manifest, load_manifest, verify_manifest
 from datagen.shards.layout import CommittedShard
-from datagen.shards.manifest import _state_path
-from test_shards_support import REPO, TESTS_DIR, make_sample
+from datagen.shards.tablefolder import state_path
+from test_shards_support import REPO, make_sample
 
 
 def write(data_dir, prefix, numbers, maxcount=3):
@@ -50,27 +50,30 @@ def test_incremental_build_reads_only_new_sidecars(tmp_path, sidecar_reads):
     assert sidecar_reads == Counter({"a-000000.tar": 1, "a-000001.tar": 1, "a-000002.tar": 1})
     parquet = data_dir / "ds.parquet"
 
-    before = os.stat(parquet)
+    parts = {p.name: os.stat(p).st_ino for p in parquet.iterdir()}
     sidecar_reads.clear()
     build_manifest(data_dir, "ds", manifests)  # nothing new: the table is not rewritten
-    assert sidecar_reads == Counter() and os.stat(parquet).st_ino == before.st_ino
+    assert sidecar_reads == Counter() and {p.name: os.stat(p).st_ino for p in parquet.iterdir()} == parts
 
     write(data_dir, "b", range(7, 12))
     sidecar_reads.clear()
     manifest = load_manifest(build_manifest(data_dir, "ds", manifests))
     assert sidecar_reads == Counter({"b-000000.tar": 1, "b-000001.tar": 1})
+    assert set(parts) < {p.name for p in parquet.iterdir()} == set(manifest["index"]["parts"])
     assert table_keys(parquet) == Counter({make_sample(i).key: 1 for i in range(12)})
     assert manifest["nsamples"] == 12 and manifest["records_done"] == 2 and manifest["skipped"] == {"ambiguous": 2}
     assert manifest["counts"]["op"] == {"mark": 4, "remove": 4, "replace": 4}
 
     # The incremental result equals a build from scratch.
     incremental = pq.read_table(parquet).sort_by("key")
-    _state_path(data_dir, "ds").unlink()
+    state_path(data_dir, "ds").unlink()
     sidecar_reads.clear()
     scratch = load_manifest(build_manifest(data_dir, "ds", manifests))
     assert sum(sidecar_reads.values()) == 5
     assert pq.read_table(parquet).sort_by("key").equals(incremental)
-    assert {k: v for k, v in scratch.items() if k != "created"} == {k: v for k, v in manifest.items() if k != "created"}
+    for doc in (scratch, manifest):
+        del doc["created"], doc["index"]["parts"], doc["index"]["path"]
+    assert scratch == manifest
 
 
 def test_a_deleted_shard_forces_a_full_rebuild(tmp_path):
@@ -87,27 +90,26 @@ def test_a_deleted_shard_forces_a_full_rebuild(tmp_path):
 # Builds the manifest and dies (as a SIGKILL would) at one step of the update.
 DYING_BUILD = r"""
 import os, sys
-sys.path.insert(0, {tests!r})
 import pyarrow.parquet as pq
 from datagen.shards import build_manifest, manifest
 data_dir, manifests, step = sys.argv[1:4]
 real_replace, real_atomic, real_write = os.replace, manifest.atomic_write_bytes, pq.ParquetWriter.write_table
-written = [0]
 
 def replace(src, dst, *a, **k):
     real_replace(src, dst, *a, **k)
-    if step == "parquet-renamed" and str(dst).endswith(".parquet"):
+    if step == "part-renamed" and str(dst).endswith(".parquet") and ".parquet/" in str(dst):
+        os._exit(9)
+    if step == "swap" and ".parquet.old-" in str(dst):
         os._exit(9)
 
 def atomic(path, data):
-    if step == "state-written" and str(path).endswith(".json") and "manifest-" not in str(path):
+    if step == "before-manifest":
         os._exit(9)
     return real_atomic(path, data)
 
 def write_table(self, table, *a, **k):
     real_write(self, table, *a, **k)
-    written[0] += 1
-    if step == "mid-table" and written[0] == 3:
+    if step == "mid-part":
         os._exit(9)
 
 os.replace, manifest.atomic_write_bytes, pq.ParquetWriter.write_table = replace, atomic, write_table
@@ -116,20 +118,21 @@ print("DONE")
 """
 
 
-@pytest.mark.parametrize("step", ["mid-table", "parquet-renamed", "state-written"])
-def test_kill_during_an_incremental_update(tmp_path, step):
+@pytest.mark.parametrize("step", ["mid-part", "part-renamed", "before-manifest", "swap"])
+def test_kill_during_a_manifest_update(tmp_path, step):
     data_dir, manifests = tmp_path / "d", tmp_path / "m"
     write(data_dir, "a", range(6))
     build_manifest(data_dir, "ds", manifests)
     write(data_dir, "b", range(6, 15))
-    code = DYING_BUILD.format(tests=str(TESTS_DIR))
-    died = subprocess.run([sys.executable, "-c", code, str(data_dir), str(manifests), step], cwd=REPO,
+    if step == "swap":  # no state: the build rebuilds the whole table and swaps folders
+        state_path(data_dir, "ds").unlink()
+    died = subprocess.run([sys.executable, "-c", DYING_BUILD, str(data_dir), str(manifests), step], cwd=REPO,
                           capture_output=True, text=True, timeout=120)
     assert died.returncode == 9, died.stderr
     old = json.loads((manifests / "ds.json").read_text())
     assert old["nsamples"] == 6  # the kill left the previous manifest in place
-    keys = table_keys(data_dir / "ds.parquet")
-    assert max(keys.values()) == 1  # never a duplicated row, even right after the kill
+    if (data_dir / "ds.parquet").is_dir():
+        assert max(table_keys(data_dir / "ds.parquet").values()) == 1  # never a row twice
 
     write(data_dir, "c", range(15, 17))
     path = build_manifest(data_dir, "ds", manifests)
@@ -137,4 +140,5 @@ def test_kill_during_an_incremental_update(tmp_path, step):
     assert manifest["nsamples"] == 17 and verify_manifest(path) == []
     assert table_keys(data_dir / "ds.parquet") == Counter({make_sample(i).key: 1 for i in range(17)})
     assert manifest["records_done"] == 3 and manifest["skipped"] == {"ambiguous": 3}
-    assert not list(data_dir.glob(".ds.parquet.*"))  # a killed build's temporary file is gone
+    assert sorted(p.name for p in (data_dir / "ds.parquet").iterdir()) == sorted(manifest["index"]["parts"])
+    assert not list(data_dir.glob(".ds.parquet*"))  # what the killed build left is gone

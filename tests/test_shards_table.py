@@ -6,13 +6,12 @@ import duckdb
 import pandas as pd
 import pyarrow as pa
 import pyarrow.dataset as pads
-import pyarrow.parquet as pq
 import pytest
 
 from datagen.jobs import JobConfig, get_builder, open_source, run_job
 from datagen.review.records import review_record
 from datagen.schema import EditSample
-from datagen.shards import ShardWriter, build_manifest, load_manifest
+from datagen.shards import ShardWriter, build_manifest, load_manifest, sample_table
 from datagen.shards.sampletable import parquet_schema
 
 
@@ -45,7 +44,7 @@ def tables(tmp_path_factory):
 
 def test_every_table_has_the_one_schema(tables):
     for scenario, path in tables.items():
-        schema = pq.read_schema(path).remove_metadata()
+        schema = pads.dataset(path, format="parquet").schema.remove_metadata()
         assert schema.equals(parquet_schema()), scenario
         assert not [name for name in schema.names if "." in name]
         # Typed even where every value is null (no sample of these two was reviewed).
@@ -53,8 +52,12 @@ def test_every_table_has_the_one_schema(tables):
 
 
 def test_pyarrow_dataset_reads_all_tables_as_one(tables):
-    table = pads.dataset([str(p) for p in tables.values()], format="parquet").to_table()
-    per_file = {s: pq.read_metadata(p).num_rows for s, p in tables.items()}
+    table = pads.dataset([pads.dataset(p, format="parquet") for p in tables.values()]).to_table()
+    # The same through the manifests: every table a folder of manifests names, as one dataset.
+    through_manifests = sample_table(tables["reasoning"].parent.parent / "manifests")
+    assert through_manifests.count_rows() == table.num_rows
+    assert through_manifests.schema.equals(parquet_schema())
+    per_file = {s: pads.dataset(p, format="parquet").count_rows() for s, p in tables.items()}
     assert table.num_rows == sum(per_file.values())
     scenarios = table.column("scenario").to_pylist()
     assert {s: scenarios.count(s) for s in tables} == per_file
@@ -69,19 +72,19 @@ def test_pyarrow_dataset_reads_all_tables_as_one(tables):
 
 
 def test_duckdb_and_pandas_query_all_tables(tables):
-    files = [str(p) for p in tables.values()]
+    files = [f"{p}/*.parquet" for p in tables.values()]
     got = duckdb.sql(f"""
         SELECT scenario, count(*) AS n, count(review_status) AS reviewed,
                min(len(paraphrases)) AS min_paraphrases, count(quality.scores['mask_frac']) AS with_mask_frac
         FROM read_parquet({files}) GROUP BY scenario ORDER BY scenario""").fetchall()
-    counts = {s: pq.read_metadata(p).num_rows for s, p in tables.items()}
+    counts = {s: pads.dataset(p, format="parquet").count_rows() for s, p in tables.items()}
     assert [(s, n, r) for s, n, r, _, _ in got] == [
         ("perception", counts["perception"], 0), ("reasoning", counts["reasoning"], counts["reasoning"]),
         ("understanding", counts["understanding"], 0)]
     assert all(m >= 1 for *_, m, _ in got)
     assert dict((s, w) for s, *_, w in got)["understanding"] == counts["understanding"]
 
-    frames = [pd.read_parquet(p) for p in files]
+    frames = [pd.read_parquet(p) for p in tables.values()]
     assert len({tuple(map(str, f.dtypes)) for f in frames}) == 1
     both = pd.concat(frames, ignore_index=True)
     assert len(both) == sum(counts.values()) and both["key"].is_unique
