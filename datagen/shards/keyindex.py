@@ -98,8 +98,9 @@ class KeyIndex:
         """The connection, opened on first use (and again after ``close``, for late reads)."""
         if self._conn is None:
             self._conn = sqlite3.connect(self._path, timeout=60, isolation_level=None, check_same_thread=False)
-            self._conn.execute("PRAGMA journal_mode=WAL")
+            # synchronous first: switching a new file to WAL under the default (FULL) would fsync.
             self._conn.execute(f"PRAGMA synchronous={'FULL' if self._durable else 'OFF'}")
+            self._conn.execute("PRAGMA journal_mode=WAL")
         return self._conn
 
     def ensure_schema(self) -> None:
