@@ -31,6 +31,7 @@ def test_writer_opens_without_reading_a_sidecar(tmp_path, monkeypatch):
     monkeypatch.setattr(CommittedShard, "load_sidecar", no_reading)
     with ShardWriter(tmp_path, "q", maxcount=2) as writer:
         assert "r0" in writer.done_records and "r1" not in writer.done_records
+        assert writer.done_records | {"r1"} == {"r0", "r1"} and len(writer.done_records) == 1
         assert [writer.write(make_sample(i)) for i in range(7)] == [False] * 5 + [True] * 2
     assert describe(tmp_path) == {"shards": 4, "keys": 7, "records_done": 1}
 

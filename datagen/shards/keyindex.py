@@ -282,6 +282,10 @@ class DoneRecords(Set):
     def __init__(self, index: KeyIndex):
         self._index = index
 
+    @classmethod
+    def _from_iterable(cls, iterable) -> frozenset:
+        return frozenset(iterable)  # what set operations (|, &, -) on the view return
+
     def __contains__(self, record_id) -> bool:
         return self._index.has_record(str(record_id))
 
