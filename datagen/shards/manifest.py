@@ -79,7 +79,7 @@ def build_manifest(data_dir, name: str, manifest_dir="manifests", *, extra: dict
     shards = committed_shards(data_dir)
     if not shards:
         raise NoSamplesError(f"{data_dir} holds no committed sample; nothing to put in manifest {name}")
-    open_index(data_dir, durable=False).close()  # reconciles: a key in two sidecars raises here
+    open_index(data_dir).close()  # reconciles: a key in two sidecars raises here
     with FileLock(data_dir / LOCK_DIR / f"manifest-{name}.lock"):  # one build of NAME at a time
         state = update_table(data_dir, name, shards)
     parquet_path = table_dir(data_dir, name)
