@@ -31,7 +31,10 @@ in place. The index is a cache of the sidecars, kept exact by three rules:
    go unnoticed; edit data folders between runs.)
 
 The SQLite file is in WAL mode, so readers (``has_key`` from writing threads) never wait for a
-commit, and with ``durable`` its transactions are fsynced (``synchronous=FULL``) like the shards.
+commit, and with ``durable`` its transactions are fsynced (``synchronous=FULL``) like the shards
+(writers with ``fsync=False`` trade that away for speed, as they do for the shards). The index is
+a cache: deleting ``.index/`` between runs is always safe; the next writer rebuilds it from the
+sidecars, reading each once.
 Like the ``flock`` locks, it needs a file system with working POSIX locks (local disks; not NFS).
 """
 from __future__ import annotations
