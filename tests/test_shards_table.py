@@ -88,3 +88,13 @@ def test_duckdb_and_pandas_query_all_tables(tables):
     assert len({tuple(map(str, f.dtypes)) for f in frames}) == 1
     both = pd.concat(frames, ignore_index=True)
     assert len(both) == sum(counts.values()) and both["key"].is_unique
+
+
+def test_the_schema_id_names_this_schema():
+    """Changing the schema means bumping ``SCHEMA_ID`` (so old tables get rebuilt) and this pin."""
+    import hashlib
+
+    from datagen.shards.sampletable import SCHEMA_ID
+
+    text = parquet_schema().to_string(show_field_metadata=False, show_schema_metadata=False)
+    assert (SCHEMA_ID, hashlib.sha256(text.encode()).hexdigest()[:16]) == ("smartedit-sample-table/1", "206db6acc9e5624f")

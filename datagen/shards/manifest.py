@@ -35,10 +35,12 @@ RESERVED_KEYS = frozenset({
 })
 
 
-def _url(path: Path, manifest_dir: Path, base_url: str | None) -> str:
+def _url_prefix(data_dir: Path, manifest_dir: Path, base_url: str | None) -> str:
+    """What a file name in ``data_dir`` is prefixed with to make its URL in the manifest
+    (computed once: resolving a path per shard would cost a file-system walk each)."""
     if base_url is not None:
-        return f"{base_url.rstrip('/')}/{path.name}"
-    return Path(os.path.relpath(path.resolve(), manifest_dir.resolve())).as_posix()
+        return f"{base_url.rstrip('/')}/"
+    return Path(os.path.relpath(data_dir.resolve(), manifest_dir.resolve())).as_posix() + "/"
 
 
 def _quarantine_counts(data_dir: Path) -> Counter:
@@ -87,7 +89,8 @@ def build_manifest(data_dir, name: str, manifest_dir="manifests", *, extra: dict
     if not nsamples:
         raise NoSamplesError(f"{data_dir} holds no committed sample; nothing to put in manifest {name}")
     counts = {group: dict(sorted(values.items())) for group, values in state["counts"].items()}
-    shardlist = [{"url": _url(shard.tar, manifest_dir, base_url), "nsamples": entry["nsamples"],
+    prefix = _url_prefix(data_dir, manifest_dir, base_url)
+    shardlist = [{"url": prefix + shard.tar.name, "nsamples": entry["nsamples"],
                   "filesize": entry["filesize"], "sha256": entry["sha256"]}
                  for shard in shards if (entry := state["shards"][shard.tar.name])["nsamples"]]
     manifest = {
@@ -101,7 +104,7 @@ def build_manifest(data_dir, name: str, manifest_dir="manifests", *, extra: dict
         "quarantined": dict(sorted(_quarantine_counts(data_dir).items())),
         "skipped": dict(sorted(state["skipped"].items())),
         "records_done": state["records_done"],
-        "index": {"url": _url(parquet_path, manifest_dir, base_url), "format": "parquet", "rows": nsamples,
+        "index": {"url": prefix + parquet_path.name, "format": "parquet", "rows": nsamples,
                   "parts": list(state["parts"])},
         "pipeline_version": datagen.PIPELINE_VERSION,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

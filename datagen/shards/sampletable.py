@@ -15,6 +15,9 @@ from functools import lru_cache
 from typing import Iterable
 
 EXTRA = "extra"
+# Names the schema below; bump it with any change to the schema (a test pins the pair), so that
+# table builds notice a table of another schema without importing pyarrow to compare.
+SCHEMA_ID = "smartedit-sample-table/1"
 
 
 class _Misfit:

@@ -29,7 +29,7 @@ from pathlib import Path
 
 from datagen.shards.keyindex import INDEX_DIR
 from datagen.shards.layout import CommittedShard, atomic_write_bytes, fsync_dir
-from datagen.shards.sampletable import parquet_rows, parquet_schema
+from datagen.shards.sampletable import SCHEMA_ID, parquet_rows, parquet_schema
 
 STATE_FORMAT = "smartedit-table-state/1"
 ROW_GROUP_ROWS = 1000
@@ -45,12 +45,8 @@ def table_dir(data_dir: Path, name: str) -> Path:
     return Path(data_dir) / f"{name}.parquet"
 
 
-def _schema_id() -> str:
-    return parquet_schema().to_string(show_field_metadata=False, show_schema_metadata=False)
-
-
 def _empty_state(generation: int) -> dict:
-    return {"format": STATE_FORMAT, "schema": _schema_id(), "generation": generation, "parts": [],
+    return {"format": STATE_FORMAT, "schema": SCHEMA_ID, "generation": generation, "parts": [],
             "shards": {}, "skipped": {}, "records_done": 0, "counts": {group: {} for group in COUNT_GROUPS}}
 
 
@@ -70,7 +66,7 @@ def _load_state(data_dir: Path, name: str) -> dict | None:
 
 def _trusted(state: dict | None, folder: Path, shards: list[CommittedShard]) -> bool:
     """True if ``state`` describes ``folder`` and every shard it lists is unchanged on disk."""
-    if state is None or state.get("schema") != _schema_id():
+    if state is None or state.get("schema") != SCHEMA_ID:
         return False
     if not all((folder / part).is_file() for part in state["parts"]):
         return False
