@@ -93,7 +93,7 @@ import os, sys
 import pyarrow.parquet as pq
 from datagen.shards import build_manifest, manifest
 data_dir, manifests, step = sys.argv[1:4]
-real_replace, real_atomic, real_write = os.replace, manifest.atomic_write_bytes, pq.ParquetWriter.write_table
+real_replace, real_atomic, real_write = os.replace, manifest.atomic_write_json, pq.ParquetWriter.write_table
 
 def replace(src, dst, *a, **k):
     real_replace(src, dst, *a, **k)
@@ -112,7 +112,7 @@ def write_table(self, table, *a, **k):
     if step == "mid-part":
         os._exit(9)
 
-os.replace, manifest.atomic_write_bytes, pq.ParquetWriter.write_table = replace, atomic, write_table
+os.replace, manifest.atomic_write_json, pq.ParquetWriter.write_table = replace, atomic, write_table
 build_manifest(data_dir, "ds", manifests)
 print("DONE")
 """

@@ -198,7 +198,7 @@ class KeyIndex:
         shards, orphans = scan_shards(self.data_dir)
         for tar in orphans:  # under the commit lock no live commit is between its two renames
             tar.unlink(missing_ok=True)
-        on_disk = {shard.tar.name for shard in shards}
+        on_disk = {shard.name for shard in shards}
         self._db.execute("BEGIN IMMEDIATE")
         try:
             known = {name for (name,) in self._db.execute("SELECT name FROM shards")}
@@ -220,7 +220,7 @@ class KeyIndex:
         from datagen.shards.layout import CommittedShard
 
         m = SHARD_RE.match(name)
-        shard = CommittedShard(self.data_dir / name, m["prefix"], int(m["seq"]))
+        shard = CommittedShard(self.data_dir, name, m["prefix"], int(m["seq"]))
         try:
             sidecar = shard.load_sidecar()
             keys, marks = list(sidecar["keys"]), list(sidecar.get("records_done", []))

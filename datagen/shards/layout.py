@@ -57,13 +57,19 @@ def quarantine_path(data_dir: Path, prefix: str) -> Path:
     return Path(data_dir) / f"{prefix}{QUARANTINE_SUFFIX}"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class CommittedShard:
-    """A shard whose tar and sidecar are both in place."""
+    """A shard whose tar and sidecar are both in place. (Small on purpose: a manifest build holds
+    one per shard; ``folder`` is shared, ``tar`` is made on demand.)"""
 
-    tar: Path
+    folder: Path
+    name: str  # the tar's file name
     prefix: str
     seq: int
+
+    @property
+    def tar(self) -> Path:
+        return self.folder / self.name
 
     @property
     def sidecar(self) -> Path:
@@ -143,7 +149,7 @@ def scan_shards(data_dir: Path | str) -> tuple[list[CommittedShard], list[Path]]
         if not m:
             continue
         if name + SIDECAR_SUFFIX in names:
-            shards.append(CommittedShard(data_dir / name, m["prefix"], int(m["seq"])))
+            shards.append(CommittedShard(data_dir, name, m["prefix"], int(m["seq"])))
         else:
             orphans.append(data_dir / name)
     shards.sort(key=lambda s: (s.prefix, s.seq))
@@ -172,6 +178,24 @@ def remove_stale_partials(data_dir: Path, own_prefix: str) -> list[Path]:
             if lock is not None:
                 lock.release()
     return removed
+
+
+def atomic_write_json(path: Path | str, value, *, indent: int | None = 1) -> Path:
+    """``atomic_write_bytes`` for JSON, streamed to the file (no whole-document string in memory)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            json.dump(value, fh, indent=indent)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    fsync_dir(path.parent)
+    return path
 
 
 def fsync_dir(path: Path) -> None:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import datagen
 from datagen.shards.keyindex import open_index
-from datagen.shards.layout import LOCK_DIR, QUARANTINE_SUFFIX, FileLock, atomic_write_bytes, check_prefix, committed_shards
+from datagen.shards.layout import LOCK_DIR, QUARANTINE_SUFFIX, FileLock, atomic_write_json, check_prefix, committed_shards
 from datagen.shards.quarantine import read_quarantine_log
 from datagen.shards.tablefolder import table_dir, update_table
 
@@ -85,14 +85,13 @@ def build_manifest(data_dir, name: str, manifest_dir="manifests", *, extra: dict
     with FileLock(data_dir / LOCK_DIR / f"manifest-{name}.lock"):  # one build of NAME at a time
         state = update_table(data_dir, name, shards)
     parquet_path = table_dir(data_dir, name)
-    nsamples = sum(entry["nsamples"] for entry in state["shards"].values())
+    nsamples = sum(entry[0] for entry in state["shards"].values())
     if not nsamples:
         raise NoSamplesError(f"{data_dir} holds no committed sample; nothing to put in manifest {name}")
     counts = {group: dict(sorted(values.items())) for group, values in state["counts"].items()}
     prefix = _url_prefix(data_dir, manifest_dir, base_url)
-    shardlist = [{"url": prefix + shard.tar.name, "nsamples": entry["nsamples"],
-                  "filesize": entry["filesize"], "sha256": entry["sha256"]}
-                 for shard in shards if (entry := state["shards"][shard.tar.name])["nsamples"]]
+    shardlist = [{"url": prefix + shard.name, "nsamples": nsamples, "filesize": filesize, "sha256": sha256}
+                 for shard in shards for nsamples, filesize, sha256, *_ in [state["shards"][shard.name]] if nsamples]
     manifest = {
         "wids_version": 1,
         "name": name,
@@ -110,5 +109,4 @@ def build_manifest(data_dir, name: str, manifest_dir="manifests", *, extra: dict
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         **extra,
     }
-    data = json.dumps(manifest, indent=1).encode("utf-8")
-    return atomic_write_bytes(manifest_dir / f"{name}.json", data)
+    return atomic_write_json(manifest_dir / f"{name}.json", manifest)

@@ -6,9 +6,9 @@ one table, DuckDB reads ``NAME.parquet/*.parquet``. A part holds at most ``PART_
 groups of ``ROW_GROUP_ROWS``, so neither the rows buffered nor a part's footer grow with the
 dataset: the build's memory is flat. Each sidecar is read once, by the build that adds its shard.
 
-The build state ``.index/manifest-NAME.json`` lists the parts and, per shard included, its
-sidecar's size and mtime (to notice a changed shard without reading it), its manifest entry and
-what it added to the counts. When the folder only gained shards since the last build, only their
+The build state ``.index/manifest-NAME.json`` lists the parts, the counts so far and, per shard
+included, ``[nsamples, filesize, sha256, sidecar size, sidecar mtime_ns]`` (the last two notice a
+changed shard without reading it). When the folder only gained shards since the last build, only their
 sidecars are read and written as new parts; anything else (a shard deleted or rewritten, a part
 missing, another schema) rebuilds the whole table under the next generation number.
 
@@ -28,10 +28,10 @@ import shutil
 from pathlib import Path
 
 from datagen.shards.keyindex import INDEX_DIR
-from datagen.shards.layout import CommittedShard, atomic_write_bytes, fsync_dir
+from datagen.shards.layout import CommittedShard, atomic_write_json, fsync_dir
 from datagen.shards.sampletable import SCHEMA_ID, parquet_rows, parquet_schema
 
-STATE_FORMAT = "smartedit-table-state/1"
+STATE_FORMAT = "smartedit-table-state/2"
 ROW_GROUP_ROWS = 1000
 PART_ROWS = 20_000
 COUNT_GROUPS = ("scenario", "op", "attribute", "category")
@@ -70,10 +70,10 @@ def _trusted(state: dict | None, folder: Path, shards: list[CommittedShard]) -> 
         return False
     if not all((folder / part).is_file() for part in state["parts"]):
         return False
-    on_disk = {shard.tar.name: shard for shard in shards}
+    on_disk = {shard.name: shard for shard in shards}
     for shard_name, entry in state["shards"].items():
         shard = on_disk.get(shard_name)
-        if shard is None or _stamp(shard) != entry["stamp"]:
+        if shard is None or _stamp(shard) != entry[3:]:
             return False
     return True
 
@@ -98,11 +98,11 @@ def update_table(data_dir: Path, name: str, shards: list[CommittedShard]) -> dic
     trusted = _trusted(state, folder, shards)
     _remove_strays(data_dir, name, folder, state if trusted else None)
     if trusted:
-        new = [shard for shard in shards if shard.tar.name not in state["shards"]]
+        new = [shard for shard in shards if shard.name not in state["shards"]]
         if new:
             folder.mkdir(exist_ok=True)
             _append_parts(folder, state, new)
-            atomic_write_bytes(state_path(data_dir, name), json.dumps(state).encode("utf-8"))
+            atomic_write_json(state_path(data_dir, name), state, indent=None)
         return state
     state = _empty_state(state["generation"] + 1 if state else 0)
     fresh = data_dir / f".{name}.parquet.new-{os.getpid()}"
@@ -113,7 +113,7 @@ def update_table(data_dir: Path, name: str, shards: list[CommittedShard]) -> dic
         os.replace(folder, old)
     os.replace(fresh, folder)
     fsync_dir(data_dir)
-    atomic_write_bytes(state_path(data_dir, name), json.dumps(state).encode("utf-8"))
+    atomic_write_json(state_path(data_dir, name), state, indent=None)
     if old.is_dir():
         shutil.rmtree(old)
     else:  # a single-file table of an older version
@@ -181,8 +181,8 @@ def _append_parts(folder: Path, state: dict, shards: list[CommittedShard]) -> No
         for shard in shards:
             stamp = _stamp(shard)  # before reading: a sidecar replaced meanwhile is noticed next time
             sidecar = shard.load_sidecar()
-            parts.add([dict(row, shard=shard.tar.name, index=i) for i, row in enumerate(sidecar["samples"])])
-            _add_shard(state, shard.tar.name, sidecar, stamp)
+            parts.add([dict(row, shard=shard.name, index=i) for i, row in enumerate(sidecar["samples"])])
+            _add_shard(state, shard.name, sidecar, stamp)
         parts.close()
     except BaseException:
         parts.abort()
@@ -190,8 +190,8 @@ def _append_parts(folder: Path, state: dict, shards: list[CommittedShard]) -> No
 
 
 def _add_shard(state: dict, name: str, sidecar: dict, stamp: list[int]) -> None:
-    state["shards"][name] = {"nsamples": sidecar["nsamples"], "filesize": sidecar["filesize"],
-                             "sha256": sidecar["sha256"], "stamp": stamp}
+    # A list, not a dict: a build holds one per shard.
+    state["shards"][name] = [sidecar["nsamples"], sidecar["filesize"], sidecar["sha256"], *stamp]
     for group, values in sidecar.get("counts", {}).items():
         totals = state["counts"].setdefault(group, {})
         for value, n in values.items():
