@@ -19,11 +19,13 @@ what lets a later writer tell a stale temporary file from one that a live writer
 from __future__ import annotations
 
 import fcntl
+import io
 import json
 import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO, Callable
 
 PARTIAL_DIR = ".partial"
 LOCK_DIR = ".locks"
@@ -180,24 +182,6 @@ def remove_stale_partials(data_dir: Path, own_prefix: str) -> list[Path]:
     return removed
 
 
-def atomic_write_json(path: Path | str, value, *, indent: int | None = 1) -> Path:
-    """``atomic_write_bytes`` for JSON, streamed to the file (no whole-document string in memory)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "w", encoding="utf-8") as fh:
-            json.dump(value, fh, indent=indent)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    fsync_dir(path.parent)
-    return path
-
-
 def fsync_dir(path: Path) -> None:
     """Make renames inside ``path`` durable (a rename is only as durable as its directory entry)."""
     fd = os.open(path, os.O_RDONLY)
@@ -209,12 +193,26 @@ def fsync_dir(path: Path) -> None:
 
 def atomic_write_bytes(path: Path | str, data: bytes) -> Path:
     """Write ``data`` to ``path`` via a hidden temporary file in the same folder, fsync, rename."""
+    return _atomic_write(path, lambda fh: fh.write(data))
+
+
+def atomic_write_json(path: Path | str, value, *, indent: int | None = 1) -> Path:
+    """``atomic_write_bytes`` for JSON, streamed to the file (no whole-document string in memory)."""
+    def write(fh: BinaryIO) -> None:
+        text = io.TextIOWrapper(fh, encoding="utf-8")
+        json.dump(value, text, indent=indent)
+        text.detach()  # flushes into ``fh`` and leaves it open
+
+    return _atomic_write(path, write)
+
+
+def _atomic_write(path: Path | str, write: Callable[[BinaryIO], object]) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         with open(tmp, "wb") as fh:
-            fh.write(data)
+            write(fh)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
