@@ -46,8 +46,9 @@ def summarize(jobs: list[JobConfig], results: dict[str, dict]) -> str:
         by_op = ", ".join(f"{op} {n}" for op, n in sorted(stats.get("by_op", {}).items())) or "none"
         skipped = sum(stats.get("skipped", {}).values()) + sum(stats.get("quarantined", {}).values())
         noun = "candidates" if job.scenario == "reasoning" else "samples"
-        lines.append(f"{job.scenario}: {stats.get('samples_written', 0)} new {noun} ({by_op}); "
-                     f"{skipped} cases skipped or quarantined (counted by reason)")
+        in_dataset = f"; {res['in_dataset']} in the dataset" if res.get("in_dataset") is not None else ""
+        lines.append(f"{job.scenario}: {stats.get('samples_written', 0)} new {noun} this run ({by_op}); "
+                     f"{skipped} cases skipped or quarantined (counted by reason){in_dataset}")
         if job.scenario == "reasoning":
             db = queue_url(queue_location(job))
             lines.append(f"  candidates wait in the review queue {db}")

@@ -16,8 +16,16 @@ that finished leaves a marker ``OUT/.jobs/PREFIX.done.json`` with its stats, so 
 without opening the catalog or a writer and still reports the whole job's counts. A batch killed
 half-way has no marker; rerunning it skips its done records and drops keys already committed.
 
-Models are loaded once per process: builders (and the masker / inpainter / harmonizer they hold)
-are cached by their settings, so the second batch in a worker process reuses the first's models.
+Nothing heavy before it is needed: a rerun reads the batch markers first and builds a builder (and
+loads its models) only for the first batch that still has work, so a finished job reruns in the
+time it takes to read one small marker per batch and update the manifest (incrementally). Models
+are loaded once per process: builders (and the masker / inpainter / harmonizer they hold) are
+cached by their settings, so the second batch in a worker process reuses the first's models.
+
+Counts: ``RunStats`` summed over a job's batches describe the whole job (resumed batches report
+what their marker recorded); ``JobResult.new`` holds only the batches this run ran ("new this
+run") and ``JobResult.in_dataset`` the samples the dataset holds after it (its manifest's
+``nsamples``). ``count_summary`` gives both, for printing and reports.
 
 This module never imports prefect (``flows/`` wraps it).
 """
@@ -263,23 +271,31 @@ def _marker(config: JobConfig, batch: Batch) -> Path:
     return Path(config.out) / MARKER_DIR / f"{batch.prefix}.done.json"
 
 
-def _batch_digest(config: JobConfig, batch: Batch) -> str:
-    return hashlib.sha1(json.dumps([config.fingerprint(), batch.ids]).encode()).hexdigest()[:16]
+def _batch_digest(config: JobConfig, batch: Batch, fingerprint: str | None = None) -> str:
+    fingerprint = fingerprint or config.fingerprint()
+    return hashlib.sha1(json.dumps([fingerprint, batch.ids]).encode()).hexdigest()[:16]
 
 
-def completed(config: JobConfig, batch: Batch):
+def completed(config: JobConfig, batch: Batch, *, fingerprint: str | None = None):
     """The ``RunStats`` a finished run of ``batch`` recorded, or None if it has to run.
 
     A marker left by different settings or ids does not count (the batch runs again; the writer
-    still refuses keys that are already committed)."""
-    path = _marker(config, batch)
+    still refuses keys that are already committed). ``fingerprint``: ``config.fingerprint()``,
+    when the caller checks many batches (computing it costs more than reading a marker)."""
+    recorded = _recorded_stats(config, batch, fingerprint)
+    return None if recorded is None else stats_from_dict(recorded)
+
+
+def _recorded_stats(config: JobConfig, batch: Batch, fingerprint: str | None) -> dict | None:
+    """The stats dict of ``batch``'s marker if it is valid for ``config``."""
     try:
-        marker = json.loads(path.read_text())
+        with open(os.path.join(config.out, MARKER_DIR, f"{batch.prefix}.done.json"), "rb") as fh:
+            marker = json.load(fh)
     except (OSError, ValueError):
         return None
-    if marker.get("digest") != _batch_digest(config, batch):
+    if not isinstance(marker, dict) or marker.get("digest") != _batch_digest(config, batch, fingerprint):
         return None
-    return stats_from_dict(marker["stats"])
+    return marker.get("stats")
 
 
 def stats_from_dict(data: dict):
@@ -291,6 +307,35 @@ def stats_from_dict(data: dict):
 
     names = {f.name for f in fields(RunStats)}
     return RunStats(**{k: Counter(v) if isinstance(v, dict) else v for k, v in data.items() if k in names})
+
+
+class _StatsSum:
+    """Sums ``RunStats`` in place (``a + b`` copies every counter: per batch, that is what a rerun
+    of ten thousand finished batches would spend its time on). ``result()`` equals ``sum`` by ``+``."""
+
+    def __init__(self):
+        from dataclasses import fields
+
+        from datagen.runner import RunStats
+
+        self._total = RunStats()
+        self._names = [f.name for f in fields(RunStats)]
+
+    def add(self, stats) -> None:
+        """Add a ``RunStats`` or its ``to_dict()``."""
+        for name in self._names:
+            value = stats.get(name, 0) if isinstance(stats, dict) else getattr(stats, name)
+            if isinstance(value, dict):
+                getattr(self._total, name).update(value)
+            else:
+                setattr(self._total, name, getattr(self._total, name) + value)
+
+    def result(self):
+        for name in self._names:
+            value = getattr(self._total, name)
+            if isinstance(value, dict):
+                setattr(self._total, name, +value)  # as ``+`` does: drop counts that are not positive
+        return self._total
 
 
 def _write_marker(config: JobConfig, batch: Batch, stats, seconds: float, builder) -> None:
@@ -364,12 +409,17 @@ def _builder_facts(config: JobConfig) -> dict:
     """``{"name", "settings"}`` of the job's builder, preferably from a batch marker of the same
     settings: a rerun whose batches all finished earlier then writes its manifest without loading
     a single model."""
-    for marker in sorted((Path(config.out) / MARKER_DIR).glob(f"{config.name}-b*.done.json")):
+    folder, fingerprint = Path(config.out) / MARKER_DIR, config.fingerprint()
+    try:
+        names = sorted(n for n in os.listdir(folder) if n.startswith(f"{config.name}-b") and n.endswith(".done.json"))
+    except FileNotFoundError:
+        names = []
+    for name in names:
         try:
-            body = json.loads(marker.read_text())
+            body = json.loads((folder / name).read_text())
         except (OSError, ValueError):
             continue
-        if body.get("fingerprint") == config.fingerprint() and "builder" in body:
+        if body.get("fingerprint") == fingerprint and "builder" in body:
             return body["builder"]
     builder = get_builder(config)
     return {"name": builder.name, "settings": builder.settings()}
@@ -400,36 +450,82 @@ def finish(config: JobConfig, stats=None) -> Path | None:
         return None
     from datagen.shards import build_manifest
     from datagen.shards.layout import committed_shards
+    from datagen.shards.manifest import NoSamplesError
 
-    if not any(s.load_sidecar().get("nsamples") for s in committed_shards(config.out)):
+    if not committed_shards(config.out):
         return None
-    return build_manifest(config.out, config.name, manifest_dir=config.manifest_dir, extra=manifest_extra(config))
+    try:
+        return build_manifest(config.out, config.name, manifest_dir=config.manifest_dir, extra=manifest_extra(config))
+    except NoSamplesError:  # committed shards that carry only completion markers
+        return None
 
 
 @dataclass
 class JobResult:
-    stats: Any
+    stats: Any  # RunStats of the whole job: resumed batches as their markers recorded, plus this run
     manifest: Path | None
     batches: int
     resumed: int  # batches skipped because an earlier run finished them
     seconds: float
+    new: Any = None  # RunStats of the batches this run ran: what is new this run
+    in_dataset: int | None = None  # samples in the dataset after this run (the manifest's nsamples)
+
+
+def unfinished(config: JobConfig, batches: list[Batch]) -> list[Batch]:
+    """The batches no earlier run finished (one marker read each; no catalog, no model)."""
+    fingerprint = config.fingerprint()
+    return [batch for batch in batches if completed(config, batch, fingerprint=fingerprint) is None]
+
+
+def dataset_size(manifest: Path | str | None) -> int | None:
+    """Samples in the dataset of ``manifest`` (its ``nsamples``); None without a manifest."""
+    if manifest is None:
+        return None
+    return int(json.loads(Path(manifest).read_text())["nsamples"])
+
+
+def count_summary(new, manifest: Path | str | None) -> dict:
+    """``{"new_this_run": {...}, "in_dataset": {...} | None}`` for CLIs and reports.
+
+    ``new_this_run`` (from ``new``, the ``RunStats`` of the batches this run ran): ``samples``,
+    ``by_op``, ``skipped``, ``quarantined``, ``duplicates``, ``dropped_annotations``. ``in_dataset``
+    (from the manifest): ``samples``, ``by_op``, ``skipped``, ``quarantined``, ``dropped_annotations``; None when no manifest was written
+    (reasoning candidates wait in the review queue).
+    """
+    this_run = {"samples": new.samples_written, "by_op": dict(sorted(new.by_op.items())),
+                "skipped": dict(sorted(new.skipped.items())), "quarantined": dict(sorted(new.quarantined.items())),
+                "duplicates": new.duplicates,
+                "dropped_annotations": dict(sorted(new.dropped_annotations.items()))}
+    if manifest is None:
+        return {"new_this_run": this_run, "in_dataset": None}
+    data = json.loads(Path(manifest).read_text())
+    return {"new_this_run": this_run,
+            "in_dataset": {"samples": data["nsamples"], "by_op": data.get("counts", {}).get("op", {}),
+                           "skipped": data.get("skipped", {}), "quarantined": data.get("quarantined", {}),
+                           "dropped_annotations": data.get("dropped_annotations", {})}}
 
 
 def run_job(config: JobConfig, on_batch: Callable[[Batch, Any], None] | None = None) -> JobResult:
-    """Plan, run every batch in order in this process, finish: the CLI's path through a job."""
-    from datagen.runner import RunStats
+    """Plan, run every batch in order in this process, finish: the CLI's path through a job.
 
+    Batches an earlier run finished are skipped from their markers; the builder (and its models) is
+    built only when the first unfinished batch runs.
+    """
     start = time.perf_counter()
-    total, resumed = RunStats(), 0
-    batches = plan_batches(config)
+    total, new, resumed = _StatsSum(), _StatsSum(), 0
+    batches, fingerprint = plan_batches(config), config.fingerprint()
     for batch in batches:
-        stats = completed(config, batch)
+        # A finished batch is summed from its marker's dict: no RunStats per batch on a rerun.
+        stats = _recorded_stats(config, batch, fingerprint)
         if stats is not None:
             resumed += 1
         else:
             stats = run_batch(config, batch)
-        total = total + stats
+            new.add(stats)
+        total.add(stats)
         if on_batch is not None:
-            on_batch(batch, stats)
+            on_batch(batch, stats_from_dict(stats) if isinstance(stats, dict) else stats)
+    total = total.result()
     manifest = finish(config, total)
-    return JobResult(total, manifest, len(batches), resumed, time.perf_counter() - start)
+    return JobResult(total, manifest, len(batches), resumed, time.perf_counter() - start, new=new.result(),
+                     in_dataset=dataset_size(manifest))

@@ -31,7 +31,7 @@ def test_dropped_annotations_are_reported_logged_and_in_the_manifest(tmp_path, c
     out = tmp_path / "out"
     assert main(["perception", "--source", str(source), "--out", str(out), "--name", "p", "--no-progress"]) == 0
     err = capsys.readouterr().err
-    assert "2 annotations dropped: " in err and "1 bad_box" in err and "1 bad_attribute" in err
+    assert "2 annotations dropped this run: " in err and "1 bad_box" in err and "1 bad_attribute" in err
     manifest = json.loads((out / "p.json").read_text())  # no --manifests: beside the shards
     assert manifest["dropped_annotations"] == {"bad_attribute": 1, "bad_box": 1}
     assert manifest["quarantined"] == {"missing": 1}

@@ -30,7 +30,8 @@ class Source:
     image_root: str = ""
     declared_weight: float | None = None  # a manifest's own "weight" (build_manifest extra), if any
     skip_keys: dict = field(default_factory=dict)  # shard URL -> keys of it to pass over
-    index_url: str = ""  # the manifest's per-sample Parquet table (keys by shard), if it has one
+    # the manifest's per-sample Parquet table (keys by shard), if it has one: its part files
+    index_urls: list[str] = field(default_factory=list)
 
 
 def _fs(url: str):
@@ -84,11 +85,14 @@ def manifest_source(url: str, allow_holdout: bool = False) -> Source:
     shards = [s for s in data["shardlist"] if int(s.get("nsamples", 0)) > 0]
     name = str(data.get("name") or Path(url).stem)
     weight = data.get("weight")
-    index = (data.get("index") or {}).get("url")
+    index = data.get("index") or {}
+    # A table folder lists its part files; older manifests name one Parquet file.
+    index_urls = ([resolve_url(url, f"{index['url']}/{part}") for part in index.get("parts", [])]
+                  or [resolve_url(url, index["url"])]) if index.get("url") else []
     return Source(name=name, kind="shards", nsamples=sum(int(s["nsamples"]) for s in shards), weight=0.0,
                   urls=[resolve_url(url, s["url"]) for s in shards],
                   declared_weight=float(weight) if isinstance(weight, (int, float)) else None,
-                  index_url=resolve_url(url, index) if index else "")
+                  index_urls=index_urls)
 
 
 def shard_keys(source: Source) -> dict[str, list[str]]:
@@ -96,16 +100,17 @@ def shard_keys(source: Source) -> dict[str, list[str]]:
     (``key`` and ``shard`` columns) when it has one, else by listing each tar's member names."""
     import fsspec
 
-    if source.index_url:
+    if source.index_urls:
         import pyarrow.parquet as pq
 
-        with fsspec.open(source.index_url, "rb") as f:
-            table = pq.read_table(f, columns=["key", "shard"]).to_pydict()
         by_name = {url.rsplit("/", 1)[-1]: url for url in source.urls}
         keys: dict[str, list[str]] = {url: [] for url in source.urls}
-        for key, shard in zip(table["key"], table["shard"]):
-            if shard in by_name:
-                keys[by_name[shard]].append(key)
+        for index_url in source.index_urls:
+            with fsspec.open(index_url, "rb") as f:
+                table = pq.read_table(f, columns=["key", "shard"]).to_pydict()
+            for key, shard in zip(table["key"], table["shard"]):
+                if shard in by_name:
+                    keys[by_name[shard]].append(key)
         return keys
     import tarfile
 

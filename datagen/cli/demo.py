@@ -25,6 +25,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"{job.scenario}: {args.scenes} demo scenes ...", flush=True)
         result = run_job(job)
         sheet = write_contact_sheet(result.manifest, sheet_path(job)) if result.manifest else None
-        results[job.name] = {"stats": result.stats.to_dict(), "manifest": result.manifest, "sheet": sheet}
+        results[job.name] = {"stats": result.new.to_dict(), "in_dataset": result.in_dataset,
+                             "manifest": result.manifest, "sheet": sheet}
     print(summarize(jobs, results))
     return 0

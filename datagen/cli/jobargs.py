@@ -106,27 +106,31 @@ def run_job_command(command: str, config: JobConfig, *, progress: bool = True) -
     from tqdm import tqdm
 
     from datagen.backends import BackendUnavailable
-    from datagen.jobs import get_builder, plan_batches, run_job
+    from datagen.jobs import count_summary, get_builder, plan_batches, run_job, unfinished
     from datagen.sources import CatalogError
 
     try:
         check_writable_dir(config.out, "--out")
         check_writable_dir(config.manifest_dir, "--manifests")
         batches = plan_batches(config)
-        get_builder(config)  # builds the backends now, so a missing weight file fails before any work
+        if unfinished(config, batches):  # a finished job reruns without loading a model
+            get_builder(config)  # builds the backends now, so a missing weight file fails before any work
     except BackendUnavailable as exc:
         return usage_error(command, f"{exc} (here: --backend-opt STAGE.KEY=VALUE)")
     except (CatalogError, ValueError) as exc:  # a bad source or option; a bug keeps its traceback
         return usage_error(command, exc)
     with tqdm(total=sum(len(b.ids) for b in batches), unit="rec", desc=command, disable=not progress) as bar:
         result = run_job(config, on_batch=lambda batch, _stats: bar.update(len(batch.ids)))
-    stats = result.stats
-    print(f"{stats.samples_written} new samples {dict(stats.by_op)} by attribute {dict(stats.by_attribute)}; "
-          f"skipped {dict(stats.skipped)}; quarantined {dict(stats.quarantined)}; "
-          f"{result.resumed} of {result.batches} batches done earlier; {result.seconds:.1f} s", file=sys.stderr)
-    dropped = dropped_annotation_counts(stats, config)
+    new, dataset = (count := count_summary(result.new, result.manifest))["new_this_run"], count["in_dataset"]
+    print(f"new this run: {new['samples']} samples {new['by_op']}; skipped {new['skipped']}; "
+          f"quarantined {new['quarantined']}; {result.resumed} of {result.batches} batches done earlier; "
+          f"{result.seconds:.1f} s", file=sys.stderr)
+    if dataset is not None:
+        print(f"in the dataset: {dataset['samples']} samples {dataset['by_op']}; skipped {dataset['skipped']}; "
+              f"quarantined {dataset['quarantined']}", file=sys.stderr)
+    dropped = dropped_annotation_counts(result.new, config)
     if dropped:
-        print(f"{sum(dropped.values())} annotations dropped: "
+        print(f"{sum(dropped.values())} annotations dropped this run: "
               + ", ".join(f"{n} {reason}" for reason, n in dropped.most_common())
               + f" (each with its reason in {config.out}/*.quarantine.jsonl)", file=sys.stderr)
     if result.manifest is None:

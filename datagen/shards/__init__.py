@@ -3,7 +3,8 @@
 Writing: ``ShardWriter`` (atomic, resumable, exactly-once; see ``writer``), then
 ``build_manifest(data_dir, name)`` -> ``manifests/NAME.json`` + ``data_dir/NAME.parquet``.
 Reading: ``read_samples(manifest_or_dir)``, ``load_manifest``, ``verify_manifest``,
-``wids_dataset`` (indexed access), ``decode_sample`` (for WebDataset / wids pipelines).
+``wids_dataset`` (indexed access), ``decode_sample`` (for WebDataset / wids pipelines),
+``sample_table(manifest_or_dir)`` (every per-sample Parquet table as one ``pyarrow.dataset``).
 """
 from datagen.shards.layout import committed_shards
 from datagen.shards.manifest import build_manifest
@@ -15,6 +16,7 @@ from datagen.shards.reader import (
     load_manifest,
     manifest_paths,
     read_samples,
+    sample_table,
     verify_manifest,
     wids_dataset,
 )
@@ -33,6 +35,7 @@ __all__ = [
     "manifest_paths",
     "read_quarantine_log",
     "read_samples",
+    "sample_table",
     "verify_manifest",
     "wids_dataset",
 ]

@@ -1,24 +1,24 @@
-"""What a data folder has committed, and committing one more shard into it.
+"""Committing one more shard into a data folder.
 
-``CommittedState`` is a writer's view of every committed sidecar in its data folder (keys,
-completion markers, counted skips). It is shared between the writer's thread and its committer
-thread, so it guards itself with a lock. ``commit_shard`` turns a finished ``PendingShard`` into a
-committed one: under the folder-wide commit lock it re-reads sidecars that other writers committed
-meanwhile, drops keys they got to first, fsyncs, renames the tar, then the sidecar.
+``commit_shard`` turns a finished ``PendingShard`` into a committed one: under the folder-wide
+commit lock it brings the key index up to date, drops keys other writers got to first, notes its
+intent in the index, fsyncs the tar and its sidecar, renames the tar, then the sidecar (the commit
+point), fsyncs the folder, and records the shard in the index. ``keyindex`` explains why that order
+leaves every key exactly once whatever step a kill interrupts.
 """
 from __future__ import annotations
 
 import json
 import os
 import socket
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import datagen
 from datagen.shards.index import count_rows
-from datagen.shards.layout import commit_lock, committed_shards, fsync_dir, shard_name, sidecar_path
+from datagen.shards.keyindex import KeyIndex
+from datagen.shards.layout import commit_lock, fsync_dir, shard_name, sidecar_path
 from datagen.shards.pending import PendingShard
 
 SIDECAR_FORMAT = "smartedit-shard-sidecar/1"
@@ -35,47 +35,6 @@ class CommitJob:
     shard: PendingShard
     marks: set[str] = field(default_factory=set)
     skips: set[tuple[str, str]] = field(default_factory=set)  # (reason, record id)
-
-
-class CommittedState:
-    """Keys, done records and counted skips of every committed shard in ``data_dir``."""
-
-    def __init__(self, data_dir: Path):
-        self.data_dir = Path(data_dir)
-        self.lock = threading.Lock()
-        self.keys: set[str] = set()
-        self.done_records: set[str] = set()
-        self.skips: set[tuple[str, str]] = set()
-        self._loaded: set[str] = set()  # shard file names already read; touched by one thread at a time
-
-    def refresh(self) -> None:
-        """Read the sidecars committed since the last call (by any writer)."""
-        new = []
-        for shard in committed_shards(self.data_dir):
-            if shard.tar.name in self._loaded:
-                continue
-            try:
-                sidecar = shard.load_sidecar()
-                entry = (set(sidecar["keys"]), set(sidecar.get("records_done", [])),
-                         {(reason, i) for reason, ids in sidecar.get("skipped", {}).items() for i in ids})
-            except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
-                raise ShardError(f"cannot read the sidecar of committed shard {shard.tar}: {exc}; "
-                                 "without it a writer cannot tell which keys exist") from exc
-            new.append(entry)
-            self._loaded.add(shard.tar.name)
-        with self.lock:
-            for keys, done, skips in new:
-                self.keys |= keys
-                self.done_records |= done
-                self.skips |= skips
-
-    def add(self, name: str, job: CommitJob) -> None:
-        """Record a shard this writer just committed (without re-reading its sidecar)."""
-        self._loaded.add(name)
-        with self.lock:
-            self.keys |= job.shard.keys
-            self.done_records |= job.marks
-            self.skips |= job.skips
 
 
 def _sidecar(name: str, prefix: str, job: CommitJob, filesize: int, sha256: str) -> dict:
@@ -109,22 +68,22 @@ def _write_new_file(path: Path, data: bytes, *, fsync: bool) -> None:
             os.fsync(fh.fileno())
 
 
-def commit_shard(job: CommitJob, state: CommittedState, prefix: str, seq: int, *,
+def commit_shard(job: CommitJob, index: KeyIndex, prefix: str, seq: int, *,
                  fsync: bool = True) -> tuple[Path, int]:
     """Commit ``job`` as ``data_dir/PREFIX-SEQ.tar``; returns ``(path, keys dropped)``.
 
+    ``index`` is a connection to the data folder's key index that no other thread uses meanwhile.
     With ``fsync`` the tar, the sidecar and the folder are fsynced before and after the renames, so
     the commit survives a power loss; without it, it still survives the writer process dying.
     Keys that another writer committed meanwhile are dropped (``job.shard`` is replaced by a
     rewritten shard). On any failure the temporary files are deleted and nothing is committed.
     """
-    data_dir = state.data_dir
-    sidecar_tmp = None
+    data_dir = index.data_dir
+    sidecar_tmp = final = None
     try:
         with commit_lock(data_dir):
-            state.refresh()
-            with state.lock:
-                dropped = job.shard.keys & state.keys
+            index.refresh()
+            dropped = index.committed_among(job.shard.keys)
             if dropped:
                 job.shard = job.shard.without(dropped)
             filesize, sha256 = job.shard.finish(fsync=fsync)
@@ -132,14 +91,18 @@ def commit_shard(job: CommitJob, state: CommittedState, prefix: str, seq: int, *
             sidecar_tmp = job.shard.path.with_name(job.shard.path.name.replace(".tar.part", ".json.part"))
             sidecar = _sidecar(final.name, prefix, job, filesize, sha256)
             _write_new_file(sidecar_tmp, json.dumps(sidecar, indent=1).encode("utf-8"), fsync=fsync)
+            index.begin_commit(final.name)
             os.replace(job.shard.path, final)
             os.replace(sidecar_tmp, sidecar_path(final))  # the commit point
             if fsync:
                 fsync_dir(data_dir)
+            index.record_commit(final.name, prefix, seq, sidecar["keys"], job.marks, job.skips)
     except BaseException:
         job.shard.abort()
         if sidecar_tmp is not None:
             sidecar_tmp.unlink(missing_ok=True)
+        if final is not None:
+            with commit_lock(data_dir):
+                index.resolve(final.name)
         raise
-    state.add(final.name, job)
     return final, len(dropped)

@@ -1,11 +1,11 @@
 """Per-sample index rows (the Parquet table and the sidecars' ``samples``) and counts over them.
 
 One function turns a sample's metadata into a row and one counts rows, so a sidecar's counts, a
-manifest's counts and the Parquet table can never disagree.
+manifest's counts and the Parquet table can never disagree. The Parquet layout of a row is in
+``parquet``.
 """
 from __future__ import annotations
 
-import json
 from collections import Counter
 from typing import Iterable
 
@@ -26,9 +26,9 @@ def attribute_of(target: dict) -> str:
 def index_row(meta: dict) -> dict:
     """A sample's metadata (``EditSample.metadata()``) -> one JSON-serialisable index row.
 
-    Columns: ``key, scenario, op, instruction, n_paraphrases, category, attribute, width, height,
-    review_status, target, provenance, quality`` (the last three as dicts; ``parquet_table``
-    flattens ``quality`` into columns and stores the other two as JSON text).
+    Keys: ``key, scenario, op, instruction, paraphrases, category, attribute, width, height,
+    review_status`` and the dicts ``target, provenance, quality, review``. ``parquet_schema``
+    gives every one of them a fixed Parquet type (``parquet_rows`` does the conversion).
     """
     target = meta.get("target") or {}
     width, height = (meta.get("size") or [None, None])[:2]
@@ -38,7 +38,7 @@ def index_row(meta: dict) -> dict:
         "scenario": meta.get("scenario"),
         "op": meta.get("op"),
         "instruction": meta.get("instruction"),
-        "n_paraphrases": len(meta.get("paraphrases") or []),
+        "paraphrases": list(meta.get("paraphrases") or []),
         "category": target.get("category"),
         "attribute": attribute_of(target),
         "width": width,
@@ -47,6 +47,7 @@ def index_row(meta: dict) -> dict:
         "target": target,
         "provenance": meta.get("provenance") or {},
         "quality": meta.get("quality") or {},
+        "review": meta.get("review"),
     }
 
 
@@ -59,52 +60,3 @@ def count_rows(rows: Iterable[dict]) -> dict[str, dict[str, int]]:
     return {name: dict(sorted(counter.items())) for name, counter in counts.items()}
 
 
-def flatten_quality(quality: dict) -> dict:
-    """``{"scores": {"clip": 0.3}, "passed": True}`` -> ``{"quality.scores.clip": 0.3,
-    "quality.passed": True}``: two levels deep; deeper values and lists become JSON text."""
-    flat = {}
-    for name, value in quality.items():
-        if isinstance(value, dict):
-            for sub, subvalue in value.items():
-                flat[f"quality.{name}.{sub}"] = _scalar(subvalue)
-        else:
-            flat[f"quality.{name}"] = _scalar(value)
-    return flat
-
-
-def _scalar(value):
-    if value is None or isinstance(value, (bool, str)):
-        return value
-    if isinstance(value, (int, float)):
-        return float(value)
-    return json.dumps(value, sort_keys=True, default=str)
-
-
-def parquet_table(rows: list[dict]):
-    """Index rows (plus ``shard``/``index`` added by the manifest builder) -> ``pyarrow.Table``.
-
-    Columns missing from some rows are null there; a quality column whose values mix types (say a
-    score in one sample and a string in another) is stored as text rather than failing the write.
-    """
-    import pyarrow as pa
-
-    flat_rows = []
-    for row in rows:
-        flat = {k: v for k, v in row.items() if k not in ("target", "provenance", "quality")}
-        flat["target"] = json.dumps(row.get("target") or {}, sort_keys=True, default=str)
-        flat["provenance"] = json.dumps(row.get("provenance") or {}, sort_keys=True, default=str)
-        flat.update(flatten_quality(row.get("quality") or {}))
-        flat_rows.append(flat)
-    columns: dict[str, list] = {}
-    for i, flat in enumerate(flat_rows):
-        for name in flat:
-            columns.setdefault(name, [None] * i)
-        for name, values in columns.items():
-            values.append(flat.get(name))
-    arrays = {}
-    for name, values in columns.items():
-        kinds = {type(v) for v in values if v is not None}
-        if len(kinds) > 1:
-            values = [None if v is None else str(v) for v in values]
-        arrays[name] = pa.array(values)
-    return pa.table(arrays)

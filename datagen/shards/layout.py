@@ -8,20 +8,24 @@ A data folder holds, for every writer prefix ``P``::
     .partial/P.*.part     shards and sidecars being written (temporary names)
     .locks/P.lock         held (flock) by the one live writer of prefix P
 
+    .index/committed.sqlite   the key index (``keyindex``): committed keys, markers, skips
+
 A shard is *committed* iff its final-name tar and its sidecar both exist. The tar is renamed into
 place first and the sidecar second, so the sidecar's arrival is the commit point; an orphan tar
-(crash between the two renames) is not committed and is removed by the next writer of its prefix.
+(crash between the two renames) is not committed and is removed by the key index's recovery.
 Locks are ``fcntl.flock`` locks: the kernel drops them when a writer dies, however it dies, which is
 what lets a later writer tell a stale temporary file from one that a live writer is still filling.
 """
 from __future__ import annotations
 
 import fcntl
+import io
 import json
 import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO, Callable
 
 PARTIAL_DIR = ".partial"
 LOCK_DIR = ".locks"
@@ -55,13 +59,19 @@ def quarantine_path(data_dir: Path, prefix: str) -> Path:
     return Path(data_dir) / f"{prefix}{QUARANTINE_SUFFIX}"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class CommittedShard:
-    """A shard whose tar and sidecar are both in place."""
+    """A shard whose tar and sidecar are both in place. (Small on purpose: a manifest build holds
+    one per shard; ``folder`` is shared, ``tar`` is made on demand.)"""
 
-    tar: Path
+    folder: Path
+    name: str  # the tar's file name
     prefix: str
     seq: int
+
+    @property
+    def tar(self) -> Path:
+        return self.folder / self.name
 
     @property
     def sidecar(self) -> Path:
@@ -81,18 +91,7 @@ class CommittedShard:
 
 def committed_shards(data_dir: Path | str) -> list[CommittedShard]:
     """Every committed shard in ``data_dir``, sorted by (prefix, seq). Missing folder -> []."""
-    data_dir = Path(data_dir)
-    try:
-        names = set(os.listdir(data_dir))
-    except FileNotFoundError:
-        return []
-    shards = []
-    for name in names:
-        m = SHARD_RE.match(name)
-        if m and name + SIDECAR_SUFFIX in names:
-            shards.append(CommittedShard(data_dir / name, m["prefix"], int(m["seq"])))
-    shards.sort(key=lambda s: (s.prefix, s.seq))
-    return shards
+    return scan_shards(data_dir)[0]
 
 
 class FileLock:
@@ -138,43 +137,47 @@ def commit_lock(data_dir: Path) -> FileLock:
     return FileLock(Path(data_dir) / LOCK_DIR / "commit.lock")
 
 
-def remove_stale_files(data_dir: Path, prefix: str) -> list[Path]:
-    """Delete ``prefix``'s temporary files and orphan tars. Call only while holding its prefix lock."""
+def scan_shards(data_dir: Path | str) -> tuple[list[CommittedShard], list[Path]]:
+    """``(committed shards sorted by (prefix, seq), orphan tars)`` of ``data_dir`` in one listing.
+    An orphan tar has its final name but no sidecar. Missing folder -> ``([], [])``."""
     data_dir = Path(data_dir)
-    removed = []
-    partial = data_dir / PARTIAL_DIR
+    try:
+        names = set(os.listdir(data_dir))
+    except FileNotFoundError:
+        return [], []
+    shards, orphans = [], []
+    for name in names:
+        m = SHARD_RE.match(name)
+        if not m:
+            continue
+        if name + SIDECAR_SUFFIX in names:
+            shards.append(CommittedShard(data_dir, name, m["prefix"], int(m["seq"])))
+        else:
+            orphans.append(data_dir / name)
+    shards.sort(key=lambda s: (s.prefix, s.seq))
+    return shards, sorted(orphans)
+
+
+def remove_stale_partials(data_dir: Path, own_prefix: str) -> list[Path]:
+    """Delete the temporary files of ``own_prefix`` (whose lock the caller holds) and of every
+    prefix whose writer is gone (its lock can be taken at once); a live writer's are kept."""
+    partial = Path(data_dir) / PARTIAL_DIR
+    by_prefix: dict[str, list[Path]] = {}
     if partial.is_dir():
         for path in partial.iterdir():
-            m = PARTIAL_RE.match(path.name)
-            if m and m["prefix"] == prefix:
+            if m := PARTIAL_RE.match(path.name):
+                by_prefix.setdefault(m["prefix"], []).append(path)
+    removed = []
+    for prefix, paths in sorted(by_prefix.items()):
+        lock = None if prefix == own_prefix else prefix_lock(data_dir, prefix)
+        if lock is not None and not lock.acquire(blocking=False):
+            continue
+        try:
+            for path in paths:
                 path.unlink(missing_ok=True)
                 removed.append(path)
-    for path in data_dir.glob(f"{prefix}-*.tar"):
-        m = SHARD_RE.match(path.name)
-        if m and m["prefix"] == prefix and not sidecar_path(path).exists():
-            path.unlink(missing_ok=True)
-            removed.append(path)
-    return removed
-
-
-def remove_stale_files_of_dead_writers(data_dir: Path, *, skip_prefix: str | None = None) -> list[Path]:
-    """Clean up after every other prefix whose writer is gone (its lock can be taken at once)."""
-    data_dir = Path(data_dir)
-    prefixes = set()
-    partial = data_dir / PARTIAL_DIR
-    if partial.is_dir():
-        prefixes |= {m["prefix"] for p in partial.iterdir() if (m := PARTIAL_RE.match(p.name))}
-    for path in data_dir.glob("*.tar"):
-        m = SHARD_RE.match(path.name)
-        if m and not sidecar_path(path).exists():
-            prefixes.add(m["prefix"])
-    removed = []
-    for prefix in sorted(prefixes - {skip_prefix}):
-        lock = prefix_lock(data_dir, prefix)
-        if lock.acquire(blocking=False):
-            try:
-                removed += remove_stale_files(data_dir, prefix)
-            finally:
+        finally:
+            if lock is not None:
                 lock.release()
     return removed
 
@@ -190,12 +193,26 @@ def fsync_dir(path: Path) -> None:
 
 def atomic_write_bytes(path: Path | str, data: bytes) -> Path:
     """Write ``data`` to ``path`` via a hidden temporary file in the same folder, fsync, rename."""
+    return _atomic_write(path, lambda fh: fh.write(data))
+
+
+def atomic_write_json(path: Path | str, value, *, indent: int | None = 1) -> Path:
+    """``atomic_write_bytes`` for JSON, streamed to the file (no whole-document string in memory)."""
+    def write(fh: BinaryIO) -> None:
+        text = io.TextIOWrapper(fh, encoding="utf-8")
+        json.dump(value, text, indent=indent)
+        text.detach()  # flushes into ``fh`` and leaves it open
+
+    return _atomic_write(path, write)
+
+
+def _atomic_write(path: Path | str, write: Callable[[BinaryIO], object]) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         with open(tmp, "wb") as fh:
-            fh.write(data)
+            write(fh)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)

@@ -87,6 +87,29 @@ def manifest_paths(manifest_path_or_dir) -> list[str]:
     return found
 
 
+def index_files(manifest: dict) -> list[str]:
+    """The Parquet files of a loaded manifest's per-sample table: its ``index.parts`` inside the
+    ``index.path`` folder, or the single file older manifests name."""
+    index = manifest.get("index") or {}
+    if "path" not in index:
+        return []
+    return [f"{index['path']}/{part}" for part in index.get("parts", [])] or [index["path"]]
+
+
+def sample_table(manifest_path_or_dir):
+    """A ``pyarrow.dataset.Dataset`` over the per-sample tables of every manifest given (a file or
+    a folder of them): one table, in ``sampletable.parquet_schema``, whatever the scenarios.
+
+    Manifests written before the explicit schema hold tables of other schemas: rebuild them
+    (``build_manifest``) first."""
+    import pyarrow.dataset as pads
+
+    from datagen.shards.sampletable import parquet_schema
+
+    files = [f for path in manifest_paths(manifest_path_or_dir) for f in index_files(load_manifest(path))]
+    return pads.dataset(files, format="parquet", schema=parquet_schema())
+
+
 def _member(members: Mapping[str, bytes], stem: str) -> bytes:
     matches = [data for ext, data in members.items() if ext.lstrip(".").split(".")[0] == stem]
     if len(matches) != 1:
@@ -185,12 +208,11 @@ def verify_manifest(path) -> list[str]:
     keys_seen: dict[str, str] = {}
     for shard in manifest["shardlist"]:
         problems += _check_shard(shard, keys_seen)
-    index = manifest.get("index")
-    if isinstance(index, dict) and "path" in index:
+    for part in index_files(manifest):
         try:
-            _open(index["path"]).close()
+            _open(part).close()
         except OSError:
-            problems.append(f"index {index['url']} is missing")
+            problems.append(f"index {manifest['index']['url']} is missing {part.rsplit('/', 1)[-1]}")
     return problems
 
 

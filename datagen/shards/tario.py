@@ -61,6 +61,11 @@ def end_of_archive(offset: int) -> bytes:
     return b"\0" * (2 * BLOCK + (-end % RECORD))
 
 
+def archive_size(offset: int) -> int:
+    """Size of a finished archive whose members end at ``offset``."""
+    return offset + len(end_of_archive(offset))
+
+
 def split_member_name(name: str) -> tuple[str, str]:
     """``"abc.src.png"`` -> ``("abc", "src.png")``: WebDataset's key ends at the first dot of the
     file name (a folder part, if any, stays with the key)."""

@@ -3,9 +3,10 @@
 Exactly-once rests on two mechanisms (see ``layout`` for the files):
 
 * **key de-duplication**: ``write`` refuses a key already committed in the data folder by any
-  writer (loaded from the sidecars at open and re-read at every commit) or pending in this writer.
-  At commit time, under a folder-wide lock, keys that a concurrent writer committed meanwhile are
-  dropped from our shard, so even overlapping concurrent writers never commit a key twice.
+  writer (one lookup in the folder's key index, ``keyindex``, which a writer opens without reading
+  a single sidecar) or pending in this writer. At commit time, under a folder-wide lock, keys that
+  a concurrent writer committed meanwhile are dropped from our shard, so even overlapping
+  concurrent writers never commit a key twice.
 * **completion markers** (datatrove-style): ``mark_record_done(id)`` is stored in the sidecar of
   the next shard to commit, so a restarted run can skip whole source records (``done_records``)
   without loading them. A record whose samples straddle a crash is not marked, is rebuilt on
@@ -14,27 +15,27 @@ Exactly-once rests on two mechanisms (see ``layout`` for the files):
 from __future__ import annotations
 
 import json
+import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from datagen.schema import EditSample, Quarantined, SampleError, check_key
-from datagen.shards.commit import CommitJob, CommittedState, ShardError, commit_shard
+from datagen.shards.commit import CommitJob, ShardError, commit_shard
 from datagen.shards.encoding import ImageEncoding, SampleEncoder
 from datagen.shards.index import index_row
+from datagen.shards.keyindex import DoneRecords, KeyIndex, open_index
 from datagen.shards.layout import (
     LOCK_DIR,
     PARTIAL_DIR,
     check_prefix,
-    committed_shards,
     prefix_lock,
     quarantine_path,
-    remove_stale_files,
-    remove_stale_files_of_dead_writers,
+    remove_stale_partials,
 )
 from datagen.shards.pending import PendingShard
 from datagen.shards.quarantine import QuarantineLog
-from datagen.shards.tario import MAX_MEMBER_NAME, member_span
+from datagen.shards.tario import MAX_MEMBER_NAME, archive_size, member_span
 
 __all__ = ["ShardWriter", "ShardError", "WriterBusyError"]
 
@@ -76,13 +77,15 @@ class ShardWriter:
             raise WriterBusyError(f"another writer is writing prefix {prefix!r} in {self.data_dir}; "
                                   "give each concurrent writer its own prefix")
         self._closed = False
+        self._mutex = threading.Lock()  # guards _shard / _inflight between this thread and the committer
         try:
-            remove_stale_files(self.data_dir, prefix)
-            remove_stale_files_of_dead_writers(self.data_dir, skip_prefix=prefix)
-            own = [s.seq for s in committed_shards(self.data_dir) if s.prefix == prefix]
-            self._next_seq = max(own) + 1 if own else 0
-            self._state = CommittedState(self.data_dir)
-            self._state.refresh()
+            # Orphan tars (renamed, never committed) are the key index's to clean up (``keyindex``);
+            # here only the temporary files of writers that died.
+            remove_stale_partials(self.data_dir, prefix)
+            # Two connections: the committer thread's commits never make ``has_key`` wait.
+            self._index = open_index(self.data_dir, durable=self.fsync)
+            self._commit_index = KeyIndex(self.data_dir, durable=self.fsync)
+            self._next_seq = self._index.next_seq(prefix)
             self._quarantine = QuarantineLog(quarantine_path(self.data_dir, prefix), fsync=self.fsync)
         except BaseException:
             self._lock.release()
@@ -103,19 +106,20 @@ class ShardWriter:
     # ----- what exists -----
 
     @property
-    def done_records(self) -> frozenset[str]:
-        """Snapshot of the ids of source records whose samples are all committed (by any writer in
-        ``data_dir``); take it once per run rather than once per record."""
-        with self._state.lock:
-            return frozenset(self._state.done_records)
+    def done_records(self) -> DoneRecords:
+        """Set-like view of the ids of source records whose samples are all committed (by any
+        writer in ``data_dir``): ``in`` is one index lookup, so it costs nothing to take it."""
+        return self._index.done_records()
 
     def has_key(self, key: str) -> bool:
         """True if ``key`` is committed in ``data_dir`` or written earlier by this writer."""
-        with self._state.lock:
-            # The committer adds a shard's keys to the state before it clears ``_inflight``.
-            return (key in self._state.keys
-                    or (self._shard is not None and key in self._shard.keys)
-                    or (self._inflight is not None and key in self._inflight.shard.keys))
+        # In-memory first, then the index: the committer records a shard in the index before it
+        # clears ``_inflight``, so a key moving from one to the other is never missed.
+        with self._mutex:
+            if ((self._shard is not None and key in self._shard.keys)
+                    or (self._inflight is not None and key in self._inflight.shard.keys)):
+                return True
+        return self._index.has_key(key)
 
     # ----- writing -----
 
@@ -144,7 +148,8 @@ class ShardWriter:
             self.duplicates += 1
             return False
         span = sum(member_span(len(data)) for _, data in entries)
-        if self._shard is not None and self._shard.count and self._shard.size + span > self.maxsize:
+        # The archive's end (two zero blocks, padded to a whole tar record) counts towards maxsize.
+        if self._shard is not None and self._shard.count and archive_size(self._shard.size + span) > self.maxsize:
             self._hand_off()
         if self._shard is None:
             self._shard = PendingShard(self.data_dir, self.prefix, self._mtime)
@@ -156,7 +161,7 @@ class ShardWriter:
             self._abort_pending()
             raise
         self.written += 1
-        if self._shard.count >= self.maxcount or self._shard.size >= self.maxsize:
+        if self._shard.count >= self.maxcount or archive_size(self._shard.size) >= self.maxsize:
             self._hand_off()
         return True
 
@@ -170,9 +175,9 @@ class ShardWriter:
         Counted once per ``(reason, record_id)`` across reruns; False if already counted."""
         self._check_usable()
         item = (str(reason), str(record_id))
-        with self._state.lock:
-            known = item in self._state.skips or (self._inflight is not None and item in self._inflight.skips)
-        if known or item in self._pending_skips:
+        with self._mutex:
+            known = self._inflight is not None and item in self._inflight.skips
+        if known or item in self._pending_skips or self._index.has_skip(*item):
             return False
         self._pending_skips.add(item)
         return True
@@ -197,16 +202,16 @@ class ShardWriter:
         # Markers and skips with no samples still need a commit unit: an empty shard carries them.
         shard = self._shard or PendingShard(self.data_dir, self.prefix, self._mtime)
         job = CommitJob(shard, self._pending_marks, self._pending_skips)
-        with self._state.lock:
+        with self._mutex:
             self._inflight, self._shard = job, None
         self._pending_marks, self._pending_skips = set(), set()
         self._inflight_future = self._committer.submit(self._commit, job, self._next_seq)
 
     def _commit(self, job: CommitJob, seq: int) -> None:
         try:
-            final, dropped = commit_shard(job, self._state, self.prefix, seq, fsync=self.fsync)
+            final, dropped = commit_shard(job, self._commit_index, self.prefix, seq, fsync=self.fsync)
         finally:
-            with self._state.lock:
+            with self._mutex:
                 self._inflight = None
         self._next_seq = seq + 1
         self.dropped_at_commit += dropped
@@ -255,6 +260,8 @@ class ShardWriter:
                 self._abort_pending()
                 self._committer.shutdown(wait=True)
                 self._quarantine.close()
+                self._index.close()
+                self._commit_index.close()
                 self._lock.release()
 
     def __enter__(self) -> "ShardWriter":
