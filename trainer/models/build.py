@@ -61,6 +61,7 @@ class ModelConfig:
     align_weight: float = 1.0  # stage 1: MSE of the QFormer output against the CLIP text encoder's
     use_bim: bool = True  # False: stage 2a (MLLMSD, no BIM)
     null_text: str = "clip"  # "clip": CLIP("") from the SD folder's text encoder; "zeros": explicit opt-in
+    prompt_format: str = "ours"  # "official": SmartEdit's own conversation template (trainer.prompts)
 
     @classmethod
     def from_dict(cls, data: dict) -> "ModelConfig":
