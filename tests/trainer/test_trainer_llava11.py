@@ -152,3 +152,16 @@ def test_official_training_sample_labels_the_answer_and_image_tokens(tiny_base):
     assert len(replies) == 30 and text.split(" <img_0>")[0].strip() in replies
     with pytest.raises(ValueError, match="--prompt-format 'paper'"):
         PromptBuilder(tok, patch, 16, 320, "paper")
+
+
+def test_stage2_records_the_prompt_format_and_edit_uses_it(dataset, train_argv, tmp_path):
+    from trainer.edit import Editor
+    from trainer.models.build import read_checkpoint_config
+    from trainer.stage2 import main
+
+    out = tmp_path / "run"
+    summary = main(train_argv(dataset, out, "--max-steps", "1", "--prompt-format", "official", "--max-length", "1024"))
+    assert read_checkpoint_config(summary["checkpoint"]).prompt_format == "official"
+    editor = Editor(summary["checkpoint"], device="cpu")
+    ids = editor.prompts.edit_prompt(INSTRUCTION)
+    assert editor.prompts.format == "official" and editor.tokenizer.decode(ids).count("The assistant can generate <img>.") == 1
