@@ -41,8 +41,9 @@ def llava11(tmp_path):
 
     torch.manual_seed(5)
     clip = tmp_path / "clip-vit-tiny"
-    CLIPVisionModel(CLIPVisionConfig(hidden_size=TINY_VISION_HIDDEN, intermediate_size=64, num_hidden_layers=3,
-                                     num_attention_heads=2, image_size=TINY_VISION_SIZE, patch_size=8)).save_pretrained(clip)
+    vision = CLIPVisionConfig(hidden_size=TINY_VISION_HIDDEN, intermediate_size=64, num_hidden_layers=3,
+                              num_attention_heads=2, image_size=TINY_VISION_SIZE, patch_size=8)
+    CLIPVisionModel(vision).save_pretrained(clip)
     (clip / "preprocessor_config.json").write_text(json.dumps({"image_mean": [0.5] * 3, "image_std": [0.25] * 3}))
     tok = build_tokenizer()
     tok.add_tokens(LLAVA11_TOKENS, special_tokens=True)
@@ -164,4 +165,5 @@ def test_stage2_records_the_prompt_format_and_edit_uses_it(dataset, train_argv, 
     assert read_checkpoint_config(summary["checkpoint"]).prompt_format == "official"
     editor = Editor(summary["checkpoint"], device="cpu")
     ids = editor.prompts.edit_prompt(INSTRUCTION)
-    assert editor.prompts.format == "official" and editor.tokenizer.decode(ids).count("The assistant can generate <img>.") == 1
+    assert editor.prompts.format == "official"
+    assert editor.tokenizer.decode(ids).count("The assistant can generate <img>.") == 1
