@@ -63,7 +63,7 @@ def hf_key(name: str) -> str | None:
     ``position_ids``). Raises ``KeyError`` for a key of neither kind."""
     if name.endswith(("rotary_emb.inv_freq", "position_ids")):
         return None
-    if name.startswith("model.mm_projector."):
+    if name in ("model.mm_projector.weight", "model.mm_projector.bias"):
         return "model.multi_modal_projector.linear_1." + name.rsplit(".", 1)[1]
     if _VISION.match(name):
         return "model.vision_tower." + _VISION.sub("", name)

@@ -31,19 +31,25 @@ def _llama_config(vocab: int):
                        num_key_value_heads=4, vocab_size=vocab, max_position_embeddings=512)
 
 
-@pytest.fixture
-def llava11(tmp_path):
+@pytest.fixture(params=["clip-folder", "tower-in-weights"])
+def llava11(request, tmp_path):
     """A tiny LLaVA-1.1 folder (two .bin shards, the projector in the second like the 7B release) and
-    a separate CLIP folder named by ``mm_vision_tower``."""
+    the CLIP folder named by ``mm_vision_tower``. ``tower-in-weights``: the tower is in the shards
+    (``model.vision_tower.vision_tower.vision_model.*``) and the CLIP folder's weights, different,
+    must only give the configuration. ``tower`` is the folder with the weights the reference uses."""
     from transformers import CLIPVisionConfig, CLIPVisionModel, LlamaForCausalLM
 
     from trainer.tiny import build_tokenizer
 
     torch.manual_seed(5)
-    clip = tmp_path / "clip-vit-tiny"
     vision = CLIPVisionConfig(hidden_size=TINY_VISION_HIDDEN, intermediate_size=64, num_hidden_layers=3,
                               num_attention_heads=2, image_size=TINY_VISION_SIZE, patch_size=8)
-    CLIPVisionModel(vision).save_pretrained(clip)
+    tower, clip = tmp_path / "tower", tmp_path / "clip-vit-tiny"
+    CLIPVisionModel(vision).save_pretrained(tower)
+    if request.param == "tower-in-weights":
+        CLIPVisionModel(vision).save_pretrained(clip)  # other random weights: only its config may be used
+    else:
+        tower = tower.rename(clip)
     (clip / "preprocessor_config.json").write_text(json.dumps({"image_mean": [0.5] * 3, "image_std": [0.25] * 3}))
     tok = build_tokenizer()
     tok.add_tokens(LLAVA11_TOKENS, special_tokens=True)
@@ -51,16 +57,19 @@ def llava11(tmp_path):
     tok.save_pretrained(folder)
     llama = LlamaForCausalLM(_llama_config(len(tok))).state_dict()
     llama["model.layers.0.self_attn.rotary_emb.inv_freq"] = torch.ones(8)  # saved by old transformers
-    proj = {"model.mm_projector.weight": torch.randn(TINY_LLM_HIDDEN, TINY_VISION_HIDDEN) * 0.2,
-            "model.mm_projector.bias": torch.randn(TINY_LLM_HIDDEN) * 0.1}
+    extra = {"model.mm_projector.weight": torch.randn(TINY_LLM_HIDDEN, TINY_VISION_HIDDEN) * 0.2,
+             "model.mm_projector.bias": torch.randn(TINY_LLM_HIDDEN) * 0.1}
+    if request.param == "tower-in-weights":
+        extra.update({"model.vision_tower.vision_tower.vision_model." + k: v
+                      for k, v in CLIPVisionModel.from_pretrained(str(tower)).state_dict().items()})
     keys = sorted(llama)
     torch.save({k: llama[k] for k in keys[: len(keys) // 2]}, folder / "pytorch_model-00001-of-00002.bin")
-    torch.save({**{k: llama[k] for k in keys[len(keys) // 2:]}, **proj}, folder / "pytorch_model-00002-of-00002.bin")
+    torch.save({**{k: llama[k] for k in keys[len(keys) // 2:]}, **extra}, folder / "pytorch_model-00002-of-00002.bin")
     cfg = {**_llama_config(len(tok)).to_dict(), "model_type": "llava", "architectures": ["LlavaLlamaForCausalLM"],
            "mm_vision_tower": str(clip), "mm_hidden_size": TINY_VISION_HIDDEN, "mm_vision_select_layer": -2,
            "mm_use_im_start_end": True}
     (folder / "config.json").write_text(json.dumps(cfg))
-    return {"folder": folder, "clip": clip, "llama": llama, "proj": proj, "tokenizer": tok}
+    return {"folder": folder, "tower": tower, "llama": llama, "proj": extra, "tokenizer": tok}
 
 
 def official_tokenizer():
@@ -75,7 +84,7 @@ def reference_forward(llava11, release, ids: list[int], pixels: torch.Tensor):
     """The official forward on the unconverted weights: -> (hidden [1,L,H], logits [1,L,V_official])."""
     from transformers import CLIPVisionModel, LlamaForCausalLM
 
-    tower = CLIPVisionModel.from_pretrained(str(llava11["clip"])).eval()
+    tower = CLIPVisionModel.from_pretrained(str(llava11["tower"])).eval()
     feats = tower(pixels, output_hidden_states=True).hidden_states[-2][:, 1:]
     patches = F.linear(feats, llava11["proj"]["model.mm_projector.weight"], llava11["proj"]["model.mm_projector.bias"])
     state = {k: v.clone() for k, v in llava11["llama"].items() if "inv_freq" not in k}
@@ -135,6 +144,14 @@ def test_llava11_base_converts_and_matches_the_official_forward(llava11, release
     torch.testing.assert_close(logits[..., ours], ref_logits, atol=1e-3, rtol=1e-4)  # logits ~10
 
 
+def test_a_key_outside_the_llava11_layout_is_named(llava11, tmp_path):
+    from trainer.llava11 import convert_llava11
+
+    torch.save({"model.mm_projector.extra.weight": torch.ones(2)}, llava11["folder"] / "pytorch_model-00003-of-00003.bin")
+    with pytest.raises(ValueError, match="key model.mm_projector.extra.weight is not part of the LLaVA-1.1 layout"):
+        convert_llava11(llava11["folder"], tmp_path / "out")
+
+
 def test_official_training_sample_labels_the_answer_and_image_tokens(tiny_base):
     import random
 
@@ -167,3 +184,5 @@ def test_stage2_records_the_prompt_format_and_edit_uses_it(dataset, train_argv, 
     ids = editor.prompts.edit_prompt(INSTRUCTION)
     assert editor.prompts.format == "official"
     assert editor.tokenizer.decode(ids).count("The assistant can generate <img>.") == 1
+    with pytest.raises(SystemExit, match="--prompt-format 'paper': expected one of ours, official"):
+        main(train_argv(dataset, tmp_path / "bad", "--max-steps", "1", "--prompt-format", "paper"))

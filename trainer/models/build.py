@@ -63,6 +63,12 @@ class ModelConfig:
     null_text: str = "clip"  # "clip": CLIP("") from the SD folder's text encoder; "zeros": explicit opt-in
     prompt_format: str = "ours"  # "official": SmartEdit's own conversation template (trainer.prompts)
 
+    def __post_init__(self):
+        from trainer.prompts import PROMPT_FORMATS
+
+        if self.prompt_format not in PROMPT_FORMATS:  # refused before any weight loads
+            raise ValueError(f"--prompt-format {self.prompt_format!r}: expected one of {', '.join(PROMPT_FORMATS)}")
+
     @classmethod
     def from_dict(cls, data: dict) -> "ModelConfig":
         names = {f.name for f in fields(cls)}
