@@ -16,8 +16,8 @@ The official release (TencentARC/SmartEdit) keeps, under one folder, per trainin
 
 New tokens: the official vocabulary appends ``<img>``, ``<im_start>``, ``<im_end>``, ``<img_0>..<img_31>``
 (35 rows; 33 without the LLaVA-1.1 pair); ours keeps ``<img>`` and the 32 image tokens. Every key of
-the official files is either mapped or named in an error: nothing is dropped silently except the
-``mm_projector`` and the embedding rows of the base vocabulary (both come from ``--llava``).
+the official files is either mapped or named in an error: nothing is dropped silently except, onto a
+llava-hf base, the ``mm_projector`` and the embedding rows of the base vocabulary (both from ``--llava``).
 The LLM, vision tower and projector come from ``--llava``: a llava-hf folder, or the original LLaVA-1.1
 code layout the release was trained on (``trainer.llava11``), converted into ``CKPT/llava_base/`` with
 its tokenizer (``<im_patch>`` is the image placeholder, ``<im_start>``/``<im_end>`` keep their ids)
@@ -138,13 +138,16 @@ def _embeddings_file(official: Path) -> Path:
 
 def llava11_base(official: Path, llava: Path, out: Path, clip: str = "") -> tuple[Path, int]:
     """Convert the LLaVA-1.1 base ``llava`` into ``out`` (a llava-hf folder) with the release's rows
-    for the LLaMA vocabulary and ``<im_start>``/``<im_end>``; returns (``out``, LLaMA vocabulary size)."""
+    for the LLaMA vocabulary and ``<im_start>``/``<im_end>`` and its ``mm_projector`` (as the official
+    inference loads them); returns (``out``, LLaMA vocabulary size)."""
     from trainer.llava11 import END_TOKEN, PATCH_TOKEN, START_TOKEN, convert_llava11, load_llava11_tokenizer
 
     tok = load_llava11_tokenizer(llava)
     llama_rows = tok.convert_tokens_to_ids(PATCH_TOKEN)  # LLaVA-1.1 appends its tokens after LLaMA's
     llm_file = latest(official, "LLM-*/adapter_model.bin")
-    sources = {"lm_head": _load(_embeddings_file(official)).get("lm_head.weight"),
+    embeds = _load(_embeddings_file(official))
+    projector = {name: embeds[f"mm_projector.{name}"] for name in ("weight", "bias") if f"mm_projector.{name}" in embeds}
+    sources = {"lm_head": embeds.get("lm_head.weight"),
                "embed": next((v for k, v in _load(llm_file).items() if k.endswith("embed_tokens.weight")), None)
                if llm_file else None}
     rows = {}
@@ -156,7 +159,7 @@ def llava11_base(official: Path, llava: Path, out: Path, clip: str = "") -> tupl
             ids += tok.convert_tokens_to_ids([START_TOKEN, END_TOKEN])
             values.append(full[llama_rows + 1:llama_rows + 3])
         rows[what] = (torch.tensor(ids), torch.cat(values))
-    return convert_llava11(llava, out, clip or None, rows), llama_rows
+    return convert_llava11(llava, out, clip or None, rows, projector), llama_rows
 
 
 def convert(official: Path, cfg, out: Path, clip: str = "") -> Path:
@@ -240,8 +243,9 @@ def parse_args(argv=None):
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--official", required=True, help="folder of the released SmartEdit weights")
     p.add_argument("-o", "--output", required=True, help="checkpoint folder to write")
-    p.add_argument("--clip", default="", help="local CLIP ViT-L/14 folder for a LLaVA-1.1 --llava whose weights "
-                                              "lack the vision tower (default: its mm_vision_tower, if local)")
+    p.add_argument("--clip", default="", help="local CLIP ViT-L/14 folder for a LLaVA-1.1 --llava: the tower's "
+                                              "configuration, and its weights when the LLaVA weights lack them "
+                                              "(default: the base's mm_vision_tower, if a local folder)")
     add_model_options(p)
     return p.parse_args(argv)
 

@@ -128,11 +128,12 @@ def load_llava11_tokenizer(folder: Path):
 
 
 def convert_llava11(folder: str | Path, out: str | Path, clip: str | Path | None = None,
-                    rows: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = None) -> Path:
+                    rows: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = None,
+                    projector: dict[str, torch.Tensor] | None = None) -> Path:
     """Write the llava-hf folder for the LLaVA-1.1 base ``folder`` into ``out``; returns ``out``.
 
     ``rows``: ``{"embed" | "lm_head": (ids [n] int64, values [n, H])}`` overwrite those rows (ids in
-    this tokenizer). The preprocessor config is the CLIP folder's (CLIP's mean/std at the tower's size).
+    this tokenizer); ``projector``: ``{"weight", "bias"}`` replacing ``mm_projector`` (the release's own). The preprocessor config is the CLIP folder's (CLIP's mean/std at the tower's size).
     """
     from safetensors.torch import save_file
 
@@ -152,6 +153,10 @@ def convert_llava11(folder: str | Path, out: str | Path, clip: str | Path | None
                 raise ValueError(f"{file}: key {name} is not part of the LLaVA-1.1 layout") from None
             if key is not None:
                 shard[key] = value
+        for name, value in (projector or {}).items():
+            key = "model.multi_modal_projector.linear_1." + name
+            if key in shard:
+                shard[key] = _same_shape(value, shard[key], f"the release's mm_projector.{name}")
         has_tower = has_tower or any(k.startswith("model.vision_tower.") for k in shard)
         for what, key in targets.items():
             if key in shard:
@@ -173,6 +178,12 @@ def convert_llava11(folder: str | Path, out: str | Path, clip: str | Path | None
     if pre.exists():
         shutil.copy(pre, out / "preprocessor_config.json")
     return out
+
+
+def _same_shape(value: torch.Tensor, like: torch.Tensor, what: str) -> torch.Tensor:
+    if value.shape != like.shape:
+        raise ValueError(f"{what} has shape {tuple(value.shape)}, the LLaVA-1.1 base's {tuple(like.shape)}")
+    return value.to(like.dtype)
 
 
 def _save_shard(shard: dict, file: Path, weight_map: dict, save_file) -> None:

@@ -86,7 +86,8 @@ def reference_forward(llava11, release, ids: list[int], pixels: torch.Tensor):
 
     tower = CLIPVisionModel.from_pretrained(str(llava11["tower"])).eval()
     feats = tower(pixels, output_hidden_states=True).hidden_states[-2][:, 1:]
-    patches = F.linear(feats, llava11["proj"]["model.mm_projector.weight"], llava11["proj"]["model.mm_projector.bias"])
+    # The official inference loads mm_projector from the release's embeddings_qformer file.
+    patches = F.linear(feats, release["embeds"]["mm_projector.weight"], release["embeds"]["mm_projector.bias"])
     state = {k: v.clone() for k, v in llava11["llama"].items() if "inv_freq" not in k}
     for name, a in release["llm"].items():  # LoRA merged: W + (alpha / r) B A, alpha 16, r 8
         if name.endswith("lora_A.weight"):
