@@ -133,7 +133,8 @@ def convert_llava11(folder: str | Path, out: str | Path, clip: str | Path | None
     """Write the llava-hf folder for the LLaVA-1.1 base ``folder`` into ``out``; returns ``out``.
 
     ``rows``: ``{"embed" | "lm_head": (ids [n] int64, values [n, H])}`` overwrite those rows (ids in
-    this tokenizer); ``projector``: ``{"weight", "bias"}`` replacing ``mm_projector`` (the release's own). The preprocessor config is the CLIP folder's (CLIP's mean/std at the tower's size).
+    this tokenizer); ``projector``: ``{"weight", "bias"}`` replacing ``mm_projector`` (the release's
+    own). The preprocessor config is the CLIP folder's (CLIP's mean/std at the tower's size).
     """
     from safetensors.torch import save_file
 

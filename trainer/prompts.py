@@ -12,6 +12,7 @@ patch directly (no reliance on the tokenizer splitting a long run of placeholder
 from __future__ import annotations
 
 import random
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -130,12 +131,34 @@ class PromptBuilder:
     def _official_ids(self, text: str) -> list[int]:
         """BOS + ``text``'s ids with its first ``<img_0>`` replaced by the ``n_patches`` placeholders
         (the official code tokenises the whole string, then puts the patches where ``<img_0>`` was)."""
-        ids = self.bos + self._ids(text)
+        ids = self.bos + self._slow_tokenizer_ids(text)
         at = ids.index(self.image_token_ids[0])
         return ids[:at] + [self.image_token_id] * self.n_patches + ids[at + 1:]
 
+    def _slow_tokenizer_ids(self, text: str) -> list[int]:
+        """``text`` tokenised as the official code did (transformers 4.28's slow tokenizer): split at
+        every added token; whitespace next to an added token that is not BOS/EOS/UNK/PAD is dropped;
+        each remaining piece of text is tokenised on its own (a SentencePiece LLaMA tokenizer then
+        starts each piece with its word-start mark, unlike a whole-string call)."""
+        added = self.tok.get_added_vocab()
+        specials = set(self.tok.all_special_tokens)
+        parts = re.split("(" + "|".join(map(re.escape, sorted(added, key=len, reverse=True))) + ")", text)
+        ids = []
+        for i, part in enumerate(parts):
+            if i % 2:
+                ids.append(added[part])
+                continue
+            if i > 0 and parts[i - 1] not in specials:
+                part = part.lstrip()
+            if i + 1 < len(parts) and parts[i + 1] not in specials:
+                part = part.rstrip()
+            if part:
+                ids += self._ids(part)
+        return ids
+
     def _official_pair(self, instruction: str, template: int) -> tuple[list[int], list[int]]:
-        """(prompt ids, answer ids) of the official training conversation, tokenised as one string."""
+        """(prompt ids, answer ids) of the official training conversation, tokenised as one string
+        and cut after the prompt's ids (refused if the answer changes how the prompt tokenises)."""
         prompt_text, answer_text = self._official_texts(instruction, template)
         prompt, full = self._official_ids(prompt_text), self._official_ids(prompt_text + answer_text)
         if full[:len(prompt)] != prompt:

@@ -122,16 +122,12 @@ def test_llava11_base_converts_and_matches_the_official_forward(llava11, release
     assert tok.convert_tokens_to_ids(LLAVA11_TOKENS) == llava11["tokenizer"].convert_tokens_to_ids(LLAVA11_TOKENS)
     assert model.llm.image_token_id == tok.convert_tokens_to_ids("<im_patch>") and model.llm.n_patches() == 16
     prompts = PromptBuilder(tok, model.llm.image_token_id, model.llm.n_patches(), cfg.max_length, cfg.prompt_format)
-    ids = prompts.edit_prompt(INSTRUCTION)
-    # The official prompt, tokenised as the official inference does (whole string, BOS first).
-    official = official_tokenizer()
-    text = (f'{SYSTEM} USER: Could you produce an image based on the previous image and text description '
-            f'"<im_start> <img_0> <im_end>{INSTRUCTION}"? ASSISTANT:')
-    official_ids = [official.bos_token_id] + official(text, add_special_tokens=False)["input_ids"]
-    expected = official.convert_ids_to_tokens(official_ids)
-    at = expected.index("<img_0>")
-    expected[at:at + 1] = ["<im_patch>"] * 16
-    assert tok.convert_ids_to_tokens(ids) == expected
+    tokens = tok.convert_ids_to_tokens(prompts.edit_prompt(INSTRUCTION))
+    at = tokens.index("<im_patch>")
+    assert tokens[at - 1:at + 17] == ["<im_start>"] + ["<im_patch>"] * 16 + ["<im_end>"]
+    # The same tokens in the release's vocabulary, <img_0> where the patches go (the official input).
+    ids = tok.convert_tokens_to_ids(tokens)
+    official_ids = official_tokenizer().convert_tokens_to_ids(tokens[:at] + ["<img_0>"] + tokens[at + 16:])
     # Same hidden states and logits as the official forward on the unconverted weights.
     pixels = torch.randn(1, 3, TINY_VISION_SIZE, TINY_VISION_SIZE, generator=torch.Generator().manual_seed(2))
     with torch.no_grad():
@@ -148,9 +144,66 @@ def test_llava11_base_converts_and_matches_the_official_forward(llava11, release
 def test_a_key_outside_the_llava11_layout_is_named(llava11, tmp_path):
     from trainer.llava11 import convert_llava11
 
-    torch.save({"model.mm_projector.extra.weight": torch.ones(2)}, llava11["folder"] / "pytorch_model-00003-of-00003.bin")
+    stray = llava11["folder"] / "pytorch_model-00003-of-00003.bin"
+    torch.save({"model.mm_projector.extra.weight": torch.ones(2)}, stray)
     with pytest.raises(ValueError, match="key model.mm_projector.extra.weight is not part of the LLaVA-1.1 layout"):
         convert_llava11(llava11["folder"], tmp_path / "out")
+
+
+@pytest.fixture
+def sentencepiece_llava11_tokenizer(tmp_path):
+    """A LLaMA-style SentencePiece tokenizer (BPE, byte fallback, word-start mark) in a LLaVA-1.1
+    folder with ``<im_patch>``/``<im_start>``/``<im_end>``; returns (folder, SentencePieceProcessor)."""
+    import io
+
+    import sentencepiece as spm
+    from transformers import AutoTokenizer
+
+    corpus = [SYSTEM, INSTRUCTION, "USER: ASSISTANT: Could you produce an image based on the previous image",
+              "Certainly, I can create the image you requested. Sure, here is the image."]
+    model = io.BytesIO()
+    spm.SentencePieceTrainer.train(sentence_iterator=iter(corpus * 3), model_writer=model, vocab_size=400,
+                                   model_type="bpe", byte_fallback=True, add_dummy_prefix=True, unk_id=0, bos_id=1,
+                                   eos_id=2, pad_id=-1, minloglevel=2)
+    folder = tmp_path / "llava11-tokenizer"
+    folder.mkdir()
+    (folder / "tokenizer.model").write_bytes(model.getvalue())
+    (folder / "tokenizer_config.json").write_text(json.dumps({
+        "tokenizer_class": "LlamaTokenizer", "bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>",
+        "add_bos_token": True, "add_eos_token": False, "model_max_length": 2048}))
+    tok = AutoTokenizer.from_pretrained(str(folder))
+    tok.add_tokens(LLAVA11_TOKENS, special_tokens=True)
+    tok.save_pretrained(folder)
+    return folder, spm.SentencePieceProcessor(model_proto=model.getvalue())
+
+
+def test_official_prompt_tokenises_as_the_official_slow_tokenizer(sentencepiece_llava11_tokenizer):
+    """The official code (transformers 4.28, ``use_fast=False``) splits at added tokens, drops the
+    whitespace next to them and runs SentencePiece on each piece of text; the expected pieces are
+    written out here and encoded with the ``sentencepiece`` library itself."""
+    import random
+
+    from trainer.models.llava import add_image_tokens, load_tokenizer
+    from trainer.prompts import PromptBuilder, official_edit_templates
+
+    folder, sp = sentencepiece_llava11_tokenizer
+    tok = load_tokenizer(folder)
+    add_image_tokens(tok)
+    builder = PromptBuilder(tok, tok.convert_tokens_to_ids("<im_patch>"), 16, 1024, "official")
+    head, rest = SYSTEM.split(" <img>")
+    text = rest + ' USER: Could you produce an image based on the previous image and text description "'
+    tail = f'{INSTRUCTION}"? ASSISTANT:'
+    expected = (["<s>"] + sp.encode(head, out_type=str) + ["<img>"] + sp.encode(text, out_type=str)
+                + ["<im_start>"] + ["<im_patch>"] * 16 + ["<im_end>"] + sp.encode(tail, out_type=str))
+    assert tok.convert_ids_to_tokens(builder.edit_prompt(INSTRUCTION)) == expected
+    # Training: the answer continues the last piece of text, then the 32 image tokens and </s>.
+    human, gpt = official_edit_templates()[random.Random(0).randrange(30)]
+    sample = builder.edit_sample(INSTRUCTION, random.Random(0))
+    answer = [t for t, label in zip(sample.input_ids, sample.labels) if label != -100]
+    tail = human.split("[cap]")[1] + " ASSISTANT:"
+    words = f'{INSTRUCTION}"{tail} {gpt.replace(" [img].", "")}'
+    reply = sp.encode(words, out_type=str)[len(sp.encode(f'{INSTRUCTION}"{tail}', out_type=str)):]
+    assert tok.convert_ids_to_tokens(answer) == reply + list(IMAGE_TOKENS) + ["</s>"]
 
 
 def test_official_training_sample_labels_the_answer_and_image_tokens(tiny_base):
@@ -165,10 +218,9 @@ def test_official_training_sample_labels_the_answer_and_image_tokens(tiny_base):
     # max_length 1024: the tiny byte-level vocabulary spends about a token per character of the system prompt.
     sample = PromptBuilder(tok, patch, 16, 1024, "official").edit_sample(INSTRUCTION, random.Random(0))
     answer = [t for t, label in zip(sample.input_ids, sample.labels) if label != -100]
-    text = tok.decode(answer)
-    assert text.endswith(" ".join(IMAGE_TOKENS) + "</s>") and sample.input_ids.count(patch) == 16
+    assert tok.convert_ids_to_tokens(answer[-33:]) == [*IMAGE_TOKENS, "</s>"] and sample.input_ids.count(patch) == 16
     replies = {gpt.replace(" [img].", "") for _, gpt in official_edit_templates()}
-    assert len(replies) == 30 and text.split(" <img_0>")[0].strip() in replies
+    assert len(replies) == 30 and tok.decode(answer[:-33]).strip() in replies
     with pytest.raises(ValueError, match="--prompt-format 'paper'"):
         PromptBuilder(tok, patch, 16, 320, "paper")
 
@@ -184,6 +236,6 @@ def test_stage2_records_the_prompt_format_and_edit_uses_it(dataset, train_argv, 
     editor = Editor(summary["checkpoint"], device="cpu")
     ids = editor.prompts.edit_prompt(INSTRUCTION)
     assert editor.prompts.format == "official"
-    assert editor.tokenizer.decode(ids).count("The assistant can generate <img>.") == 1
+    assert editor.tokenizer.decode(ids).count("The assistant can generate<img>. The assistant needs to conduct") == 1
     with pytest.raises(SystemExit, match="--prompt-format 'paper': expected one of ours, official"):
         main(train_argv(dataset, tmp_path / "bad", "--max-steps", "1", "--prompt-format", "paper"))
