@@ -108,10 +108,12 @@ def hf_config(cfg: dict, clip: Path, tokenizer, vocab_rows: int):
     text = LlamaConfig(**{k: cfg[k] for k in text_fields if k in cfg}, vocab_size=vocab_rows,
                        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
                        pad_token_id=tokenizer.pad_token_id)
+    # LLaVA's "patch" drops CLS (llava-hf "default"); "cls_patch" keeps it ("full").
+    strategy = "full" if cfg.get("mm_vision_select_feature") == "cls_patch" else "default"
     return LlavaConfig(
         vision_config=CLIPVisionConfig.from_pretrained(str(clip)), text_config=text,
         image_token_id=tokenizer.convert_tokens_to_ids(PATCH_TOKEN),
-        vision_feature_layer=int(cfg.get("mm_vision_select_layer", -2)), vision_feature_select_strategy="default",
+        vision_feature_layer=int(cfg.get("mm_vision_select_layer", -2)), vision_feature_select_strategy=strategy,
         projector_hidden_act="linear", multimodal_projector_bias=True,
     )
 
@@ -140,6 +142,9 @@ def convert_llava11(folder: str | Path, out: str | Path, clip: str | Path | None
 
     folder, out = Path(folder), Path(out)
     cfg = json.loads((folder / "config.json").read_text())
+    if cfg.get("mm_projector_type", "linear") != "linear":  # checked before any shard is written
+        raise ValueError(f"{folder}: mm_projector_type {cfg['mm_projector_type']!r}; only LLaVA-1.1's single "
+                         "linear projector is converted")
     clip_dir = _clip_folder(folder, cfg, clip)
     tok = load_llava11_tokenizer(folder)
     out.mkdir(parents=True, exist_ok=True)

@@ -141,9 +141,16 @@ def test_llava11_base_converts_and_matches_the_official_forward(llava11, release
     torch.testing.assert_close(logits[..., ours], ref_logits, atol=1e-3, rtol=1e-4)  # logits ~10
 
 
-def test_a_key_outside_the_llava11_layout_is_named(llava11, tmp_path):
-    from trainer.llava11 import convert_llava11
+def test_llava11_refusals_name_the_key_and_the_option(llava11, tmp_path):
+    from trainer.llava11 import convert_llava11, is_llava11
 
+    assert is_llava11(llava11["folder"]) and not is_llava11(llava11["tower"])
+    config = llava11["folder"] / "config.json"
+    cfg = json.loads(config.read_text())
+    config.write_text(json.dumps({**cfg, "mm_vision_tower": "openai/clip-vit-large-patch14"}))
+    with pytest.raises(FileNotFoundError, match="clip-vit-large-patch14', which is not a local folder; pass --clip"):
+        convert_llava11(llava11["folder"], tmp_path / "no-clip")
+    config.write_text(json.dumps(cfg))
     stray = llava11["folder"] / "pytorch_model-00003-of-00003.bin"
     torch.save({"model.mm_projector.extra.weight": torch.ones(2)}, stray)
     with pytest.raises(ValueError, match="key model.mm_projector.extra.weight is not part of the LLaVA-1.1 layout"):
