@@ -8,6 +8,10 @@ same conversation format with several turns and no image tokens.
 Token ids are built piecewise (prefix / answer) so the label boundary is exact whatever the
 tokenizer does at the junction, and the ``<image>`` placeholder is expanded to one id per vision
 patch directly (no reliance on the tokenizer splitting a long run of placeholders).
+
+Two formats (``prompt_format``, recorded in the checkpoint config): ``ours`` (the templates below)
+and ``official``, SmartEdit's own edit conversation tokenised as its code did (``_official_*``);
+stage-1 captions and VQA turns use ours in both.
 """
 from __future__ import annotations
 
