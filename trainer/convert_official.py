@@ -16,10 +16,14 @@ The official release (TencentARC/SmartEdit) keeps, under one folder, per trainin
 
 New tokens: the official vocabulary appends ``<img>``, ``<im_start>``, ``<im_end>``, ``<img_0>..<img_31>``
 (35 rows; 33 without the LLaVA-1.1 pair); ours keeps ``<img>`` and the 32 image tokens. Every key of
-the official files is either mapped or named in an error: nothing is dropped silently except the
-``mm_projector`` and the embedding rows of the base vocabulary (both come from ``--llava``).
-Limits: the LLM, vision tower and projector come from ``--llava`` (a llava-hf folder); converting the
-original LLaVA-1.1 code layout and the official prompt format is not done here.
+the official files is either mapped or named in an error: nothing is dropped silently except, onto a
+llava-hf base, the ``mm_projector`` and the embedding rows of the base vocabulary (both from ``--llava``).
+The LLM, vision tower and projector come from ``--llava``: a llava-hf folder, or the original LLaVA-1.1
+code layout the release was trained on (``trainer.llava11``), converted into ``CKPT/llava_base/`` with
+its tokenizer (``<im_patch>`` is the image placeholder, ``<im_start>``/``<im_end>`` keep their ids)
+and with the release's own rows for the LLaMA vocabulary and ``<im_start>``/``<im_end>`` (the
+official inference loads the whole embedding and ``lm_head`` from the release). The checkpoint
+records ``--prompt-format`` (default ``official``: SmartEdit's conversation, ``trainer.prompts``).
 """
 from __future__ import annotations
 
@@ -123,17 +127,56 @@ def _assign(module: torch.nn.Module, weights: dict[str, torch.Tensor], what: str
     module.load_state_dict({k: v.to(state[k].dtype) for k, v in weights.items()})
 
 
-def convert(official: Path, cfg, out: Path) -> Path:
-    """Build our model on ``cfg``'s bases, overwrite every part the release has, save ``out``."""
+def _embeddings_file(official: Path) -> Path:
+    found = latest(official / "embeddings_qformer", "checkpoint-*_embeddings_qformer.bin")
+    if found is None and (official / "embeddings_qformer.bin").exists():
+        found = official / "embeddings_qformer.bin"
+    if found is None:
+        raise FileNotFoundError(f"--official {official}: no embeddings_qformer/checkpoint-*_embeddings_qformer.bin")
+    return found
+
+
+def llava11_base(official: Path, llava: Path, out: Path, clip: str = "") -> tuple[Path, int]:
+    """Convert the LLaVA-1.1 base ``llava`` into ``out`` (a llava-hf folder) with the release's rows
+    for the LLaMA vocabulary and ``<im_start>``/``<im_end>`` and its ``mm_projector`` (as the official
+    inference loads them); returns (``out``, LLaMA vocabulary size)."""
+    from trainer.llava11 import END_TOKEN, PATCH_TOKEN, START_TOKEN, convert_llava11, load_llava11_tokenizer
+
+    tok = load_llava11_tokenizer(llava)
+    llama_rows = tok.convert_tokens_to_ids(PATCH_TOKEN)  # LLaVA-1.1 appends its tokens after LLaMA's
+    llm_file = latest(official, "LLM-*/adapter_model.bin")
+    embeds = _load(_embeddings_file(official))
+    projector = {name: embeds[f"mm_projector.{name}"] for name in ("weight", "bias") if f"mm_projector.{name}" in embeds}
+    sources = {"lm_head": embeds.get("lm_head.weight"),
+               "embed": next((v for k, v in _load(llm_file).items() if k.endswith("embed_tokens.weight")), None)
+               if llm_file else None}
+    rows = {}
+    for what, full in sources.items():
+        if full is None:
+            continue
+        ids, values = list(range(llama_rows)), [full[:llama_rows]]
+        if full.shape[0] - llama_rows == N_IMAGE_TOKENS + 3:  # <img>, <im_start>, <im_end>, <img_0..31>
+            ids += tok.convert_tokens_to_ids([START_TOKEN, END_TOKEN])
+            values.append(full[llama_rows + 1:llama_rows + 3])
+        rows[what] = (torch.tensor(ids), torch.cat(values))
+    return convert_llava11(llava, out, clip or None, rows, projector), llama_rows
+
+
+def convert(official: Path, cfg, out: Path, clip: str = "") -> Path:
+    """Build our model on ``cfg``'s bases, overwrite every part the release has, save ``out``.
+    A LLaVA-1.1 ``cfg.llava`` is first converted into ``out/llava_base`` (and ``cfg.llava`` set to it)."""
+    from trainer.llava11 import is_llava11
     from trainer.models.build import build_model, save_model
 
-    embeds_file = latest(official / "embeddings_qformer", "checkpoint-*_embeddings_qformer.bin") \
-        or (official / "embeddings_qformer.bin" if (official / "embeddings_qformer.bin").exists() else None)
-    if embeds_file is None:
-        raise FileNotFoundError(f"--official {official}: no embeddings_qformer/checkpoint-*_embeddings_qformer.bin")
+    embeds_file = _embeddings_file(official)
+    llama_rows = None
+    if is_llava11(cfg.llava):
+        base, llama_rows = llava11_base(official, Path(cfg.llava), out / "llava_base", clip)
+        cfg.llava = str(base)
     bim_file = latest(official, "modulate-*/adapter_model.bin")
     cfg.use_bim = bim_file is not None
     model, tokenizer = build_model(cfg)
+    llama_rows = _base_rows(model) if llama_rows is None else llama_rows
     embeds = _load(embeds_file)
     qformer = {}
     for name, value in embeds.items():
@@ -159,7 +202,7 @@ def convert(official: Path, cfg, out: Path) -> Path:
                 raise ValueError(f"{llm_file}: key {name} is neither LoRA nor the embedding")
     with torch.no_grad():
         for key, full in rows.items():
-            n_new = full.shape[0] - _base_rows(model)
+            n_new = full.shape[0] - llama_rows
             llm_state[key].copy_(new_token_rows(full, n_new).to(llm_state[key].dtype))
         for key, value in lora.items():
             if key not in llm_state or llm_state[key].shape != value.shape:
@@ -200,6 +243,9 @@ def parse_args(argv=None):
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--official", required=True, help="folder of the released SmartEdit weights")
     p.add_argument("-o", "--output", required=True, help="checkpoint folder to write")
+    p.add_argument("--clip", default="", help="local CLIP ViT-L/14 folder for a LLaVA-1.1 --llava: the tower's "
+                                              "configuration, and its weights when the LLaVA weights lack them "
+                                              "(default: the base's mm_vision_tower, if a local folder)")
     add_model_options(p)
     return p.parse_args(argv)
 
@@ -213,8 +259,8 @@ def main(argv=None) -> Path:
     with usage_errors():
         if not (args.llava and args.sd):
             raise ValueError("give --llava (a llava-hf folder) and --sd (the SD-1.5 folder) to convert onto")
-        cfg = ModelConfig(**given_model_options(args))
-        out = convert(Path(args.official), cfg, Path(args.output))
+        cfg = ModelConfig(**{"prompt_format": "official", **given_model_options(args)})
+        out = convert(Path(args.official), cfg, Path(args.output), args.clip)
     print(out)
     return out
 

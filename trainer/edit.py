@@ -46,7 +46,8 @@ class Editor:
         self.model, self.tokenizer = build_model(cfg, ckpt=ckpt, frozen_dtype=dtype)
         self.model.to(self.device).eval()
         llm = self.model.llm
-        self.prompts = PromptBuilder(self.tokenizer, llm.image_token_id, llm.n_patches(), cfg.max_length)
+        self.prompts = PromptBuilder(self.tokenizer, llm.image_token_id, llm.n_patches(), cfg.max_length,
+                                     cfg.prompt_format)
         self.vit = image_preprocess_config(cfg.llava, llm.vision_size)
 
     @torch.no_grad()

@@ -81,7 +81,8 @@ def train(args) -> dict:
     model, optimizer, scheduler, state = prepare(args, accelerator, model, ckpt)
 
     llm = accelerator.unwrap_model(model).llm
-    prompts = PromptBuilder(tokenizer, llm.image_token_id, llm.n_patches(), cfg.max_length)
+    prompts = PromptBuilder(tokenizer, llm.image_token_id, llm.n_patches(), cfg.max_length,
+                            cfg.prompt_format)
     featurizer = Featurizer(prompts, image_preprocess_config(cfg.llava, llm.vision_size), cfg.resolution, args.dropout_p)
     loader = make_loader(sources, featurizer, tokenizer.pad_token_id, args.batch_size, seed=args.seed,
                          workers=args.workers, skip_batches=state["batches"], shuffle_buffer=args.shuffle_buffer)

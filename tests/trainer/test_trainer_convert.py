@@ -154,7 +154,7 @@ def release(tmp_path, tiny_base):
     (root / "embeddings_qformer").mkdir(parents=True)
     embeds = {**official_qformer(g), "lm_head.weight": torch.randn(rows, TINY_LLM_HIDDEN, generator=g),
               "mm_projector.weight": torch.randn(TINY_LLM_HIDDEN, TINY_VISION_HIDDEN, generator=g),
-              "mm_projector.bias": torch.zeros(TINY_LLM_HIDDEN)}
+              "mm_projector.bias": torch.randn(TINY_LLM_HIDDEN, generator=g) * 0.1}
     torch.save(embeds, root / "embeddings_qformer" / "checkpoint-15000_embeddings_qformer.bin")
     llm = {"model.base_model.model.embed_tokens.weight": torch.randn(rows, TINY_LLM_HIDDEN, generator=g)}
     for i in range(2):

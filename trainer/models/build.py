@@ -61,6 +61,13 @@ class ModelConfig:
     align_weight: float = 1.0  # stage 1: MSE of the QFormer output against the CLIP text encoder's
     use_bim: bool = True  # False: stage 2a (MLLMSD, no BIM)
     null_text: str = "clip"  # "clip": CLIP("") from the SD folder's text encoder; "zeros": explicit opt-in
+    prompt_format: str = "ours"  # "official": SmartEdit's own conversation template (trainer.prompts)
+
+    def __post_init__(self):
+        from trainer.prompts import PROMPT_FORMATS
+
+        if self.prompt_format not in PROMPT_FORMATS:  # refused before any weight loads
+            raise ValueError(f"--prompt-format {self.prompt_format!r}: expected one of {', '.join(PROMPT_FORMATS)}")
 
     @classmethod
     def from_dict(cls, data: dict) -> "ModelConfig":
