@@ -33,18 +33,24 @@ Decisions:
   (reason ``touches_border``).
 * Donors: a donor of any pixel size, also larger than the image, is scaled to the removed box (it
   is not a reason to skip); a donor that would have to be enlarged more than ``max_upscale`` times
-  is (``donor_too_small``: a blown-up cutout is a blur). Broken donors (empty mask, shape
+  is (``donor_too_small``: a blown-up cutout is a blur). A donor whose shape would cover less
+  than ``MIN_DONOR_FILL`` of the removed object's area in its box is not chosen (``donor_misfit``
+  when none fits). Broken donors (empty mask, shape
   mismatch) are set aside at start-up (``builder.donor_problems``) and never chosen.
 * Anchors for ``add``: remaining instances with a relation that holds by box geometry
   (``referring.relation_to``) and a phrase that is unique in y1; same category first, then by
   distance; never across the mirror plane (left/right of a reflection is not a statement about
-  the room). Removing a real instance leaves its reflection: "Remove the cat outside the
-  mirror" edits exactly what it names.
+  the room).
+* Mirrors (see ``datagen.instructions.referring`` for how reflections are named): an object and
+  its reflection (``attributes["reflection_of"]`` on the reflection) stay consistent. Removing the
+  object removes its reflection too ("Remove the cat outside the mirror" leaves no cat in the
+  mirror); a reflection alone may be removed ("Remove the cat in the mirror", as in the paper);
+  neither is replaced (``reflected``: a pasted donor has no mirror image).
 
 Skips are ``Quarantined`` (counted by the runner) with reasons: record level ``bad_image``,
 ``no_instances``, ``one_instance``, ``bad_box``, ``bad_mask``, ``mask_failed``; instance level
 ``empty_mask``, ``tiny_instance``, ``touches_border``, ``ambiguous``; per op ``no_anchor`` (add),
-``no_donor`` / ``donor_too_small`` / ``empty_paste`` (replace) and ``quality:<check>``.
+``reflected`` / ``no_donor`` / ``donor_misfit`` / ``donor_too_small`` / ``empty_paste`` (replace) and ``quality:<check>``.
 """
 from __future__ import annotations
 
@@ -56,7 +62,7 @@ import cv2
 import numpy as np
 
 import datagen
-from datagen.compositing import CompositingError, paste, touching_sides
+from datagen.compositing import CompositingError, fit_placement, paste, touching_sides
 from datagen.instructions.referring import Referring, referring_table
 from datagen.instructions.templates import (
     ADD_TEMPLATES,
@@ -73,12 +79,16 @@ from datagen.understanding.scene import (
     find_anchor,
     has_repeated_category,
     record_problem,
+    reflection_index,
     restrict_to,
     usable_refs,
     with_masks,
 )
 
 OPS = ("remove", "add", "replace")
+# A replacement must cover at least this share of the removed object's area: below it the new
+# object reads as a sliver or a speck (a rocket in a horse's wide box), not as a replacement.
+MIN_DONOR_FILL = 0.35
 BORDER_POLICIES = ("clip", "skip")
 
 
@@ -216,7 +226,10 @@ class UnderstandingBuilder:
         refs = usable_refs(record, inst, refs, truncated)
         if not refs:
             return self._skip(record, inst, "ambiguous", f"no attribute names this {inst.category} uniquely")
-        keep_out = coverage > mask  # covered by at least one other instance
+        mirrored = reflection_index(record, inst)
+        if mirrored is not None:  # the object goes, and so does its image in the mirror
+            mask = mask | masks[mirrored]
+        keep_out = coverage > mask  # covered by at least one instance that stays
         hole = dilate(mask, self.dilate_px) & ~keep_out
         if not (mask & hole).any():
             return self._skip(record, inst, "empty_mask", "the mask lies entirely under other instances' masks")
@@ -267,9 +280,15 @@ class UnderstandingBuilder:
 
     def _replace_sample(self, record: ImageRecord, rm: _Removal) -> EditSample | Quarantined:
         inst = rm.instance
-        donor = self._pick_donor(record, inst)
-        if donor is None:
+        if inst.attributes.get("in_mirror") or reflection_index(record, inst) is not None:
+            return self._skip(record, inst, "reflected", "an object and its mirror image would show different "
+                              "things (the donor has no reflection to paste)", "replace")
+        if not any(d.category != inst.category for d in self.donors):
             return self._skip(record, inst, "no_donor", f"no donor of a category other than {inst.category}", "replace")
+        donor = self._pick_donor(record, inst, int(np.count_nonzero(rm.object_mask)))
+        if donor is None:  # every donor's shape would come out a sliver in this box
+            return self._skip(record, inst, "donor_misfit",
+                              f"no donor fills {MIN_DONOR_FILL:.0%} of the {inst.category}'s area in its box", "replace")
         try:
             pasted = paste(rm.y1, donor.rgb, donor.mask, inst.box, feather_px=self.feather_px, keep_out=rm.keep_out)
         except CompositingError as exc:
@@ -309,8 +328,12 @@ class UnderstandingBuilder:
     def _pick_ref(self, record: ImageRecord, rm: _Removal, op: str) -> Referring:
         return rm.refs[seeded_index(len(rm.refs), self.seed, record.id, rm.instance.id, op, "attribute")]
 
-    def _pick_donor(self, record: ImageRecord, inst: Instance) -> PreparedDonor | None:
-        eligible = [d for d in self.donors if d.category != inst.category]
+    def _pick_donor(self, record: ImageRecord, inst: Instance, area: int) -> PreparedDonor | None:
+        """A donor of another category whose object, fitted into the instance's box, covers at
+        least ``MIN_DONOR_FILL`` of the instance's ``area`` (a tall rocket in a horse's wide box
+        would be a sliver nobody reads as "a rocket"); seeded choice among those."""
+        eligible = [d for d in self.donors if d.category != inst.category
+                    and _fitted_area(d, inst.box, record.image.shape[:2]) >= MIN_DONOR_FILL * area]
         if not eligible:
             return None
         return eligible[seeded_index(len(eligible), self.seed, record.id, inst.id, "donor")]
@@ -358,6 +381,15 @@ class UnderstandingBuilder:
             "donors": [{"category": d.category, "fingerprint": d.fingerprint} for d in self.donors],
             "quality": self.quality.settings(),
         }
+
+
+def _fitted_area(donor: PreparedDonor, box, image_hw: tuple[int, int]) -> float:
+    """Pixels the donor's object would cover once ``fit_placement`` scales it into ``box``."""
+    try:
+        scale = fit_placement(donor.mask.shape, box, image_hw).scale
+    except CompositingError:
+        return 0.0
+    return float(np.count_nonzero(donor.mask)) * scale * scale
 
 
 def _failure_detail(report: QualityReport) -> str:
