@@ -79,7 +79,7 @@ class PerceptionBuilder:
         seed: int = 0,
         opacity: float = 0.5,
         min_area: int = 16,
-        min_contrast: float = 30.0,
+        min_contrast: float = 40.0,
     ):
         if not colors:
             raise ValueError("colors must name at least one overlay colour")

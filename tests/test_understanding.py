@@ -377,6 +377,19 @@ def test_tiny_donor_is_not_blown_up():
     assert Counter(s.op for s in _samples(items)) == {"remove": 2, "add": 2}
 
 
+def test_a_donor_that_would_be_a_sliver_is_not_chosen():
+    """A tall thin rocket in a ball's square box would cover a tenth of it: never chosen while a
+    donor that fills the box exists; with none, ``donor_misfit`` is counted."""
+    rgb = np.full((100, 8, 3), 200, np.uint8)
+    rocket = Donor("rocket", rgb, np.ones((100, 8), bool))
+    rec = _two_balls()
+    items = list(_builder(donors=[rocket])(rec))
+    assert _reasons(items) == {"donor_misfit": 2}
+    for seed in range(4):
+        replaced = [s for s in _samples(_builder(donors=[rocket, _cup()], seed=seed)(rec)) if s.op == "replace"]
+        assert len(replaced) == 2 and {s.target["new_category"] for s in replaced} == {"cup"}
+
+
 class _IdentityInpainter:
     """A real (if useless) inpainter: returns the image as it was, i.e. removes nothing."""
 

@@ -23,6 +23,10 @@ CV_METHODS = {"telea": cv2.INPAINT_TELEA, "ns": cv2.INPAINT_NS}
 XPHOTO_METHODS = {"fsr_fast": "INPAINT_FSR_FAST", "fsr_best": "INPAINT_FSR_BEST", "shiftmap": "INPAINT_SHIFTMAP"}
 METHODS = (*CV_METHODS, *XPHOTO_METHODS)
 CONTEXT_PX = 48  # background around the hole a fill may draw from
+# Telea/NS/FSR fill from a neighbourhood (radius 5; FSR's 32 px blocks): only ``avoid`` pixels
+# this close to the hole could leak into it, so only those are blanked (each blanked pixel is
+# extra work). Shift-map copies from anywhere in the crop: it gets the whole ``avoid``.
+LOCAL_REACH_PX = 16
 
 
 def fill(image: np.ndarray, given: np.ndarray, method: str, *, radius: int = 5,
@@ -32,6 +36,8 @@ def fill(image: np.ndarray, given: np.ndarray, method: str, *, radius: int = 5,
     (its pixels in the result are undefined: callers paste only ``given``). Only the box of
     ``given`` grown by ``context`` px is worked on: FSR and shift-map cost grows with the area
     they are handed, and the background an object stood on is the one next to it."""
+    if avoid is not None and method != "shiftmap":
+        avoid = avoid & grow(given, LOCAL_REACH_PX)
     ys, xs = bbox_slices(given, context)
     out = image.copy()
     crop_avoid = avoid[ys, xs] if avoid is not None else None
@@ -65,6 +71,7 @@ class OpenCVInpainter:
     changes only ``hole``)."""
 
     name = "opencv"
+    avoids_sources = True  # ``inpaint`` takes ``avoid=``; the understanding builder passes other objects
 
     def __init__(self, method: str = "fsr_fast", radius: int = 5, dilate: int = 3):
         if method not in METHODS:

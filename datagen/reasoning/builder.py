@@ -22,7 +22,7 @@ Skips (``Quarantined`` with these reasons): record level ``bad_image``, ``no_ins
 ``bad_box``, ``bad_mask``, ``mask_failed``; instance level ``no_description``,
 ``unknown_neighbour``, ``ambiguous_description`` (see ``knowledge``), ``ambiguous`` (several
 instances and no attribute tells this one apart), ``empty_mask``, ``tiny_instance``, ``no_op``;
-case level the editor's ``EditFailed`` reasons (``recolor_failed``, ``no_donor``, ``empty_paste``,
+case level the editor's ``EditFailed`` reasons (``recolor_failed``, ``no_donor``, ``donor_misfit``, ``empty_paste``,
 ``no_value``) and ``quality:<check>``.
 """
 from __future__ import annotations

@@ -62,7 +62,7 @@ import cv2
 import numpy as np
 
 import datagen
-from datagen.compositing import CompositingError, fit_placement, paste, touching_sides
+from datagen.compositing import MIN_DONOR_FILL, CompositingError, fitted_area, paste, touching_sides
 from datagen.instructions.referring import Referring, referring_table
 from datagen.instructions.templates import (
     ADD_TEMPLATES,
@@ -86,9 +86,6 @@ from datagen.understanding.scene import (
 )
 
 OPS = ("remove", "add", "replace")
-# A replacement must cover at least this share of the removed object's area: below it the new
-# object reads as a sliver or a speck (a rocket in a horse's wide box), not as a replacement.
-MIN_DONOR_FILL = 0.35
 BORDER_POLICIES = ("clip", "skip")
 
 
@@ -236,7 +233,10 @@ class UnderstandingBuilder:
         seed = seeded_index(2**31 - 1, self.seed, record.id, inst.id, "inpaint")
         # Inpainters return pixels outside the hole unchanged (their contract); the quality
         # check ``background`` verifies it rather than this code silently repairing a backend.
-        y1 = self.inpainter.inpaint(record.image, hole, seed=seed)
+        # Backends that can keep other objects out of their source region (``opencv``) get them:
+        # shift-map or a fill's neighbourhood would otherwise drag a neighbour into the hole.
+        avoid = {"avoid": keep_out} if getattr(self.inpainter, "avoids_sources", False) else {}
+        y1 = self.inpainter.inpaint(record.image, hole, seed=seed, **avoid)
         report = self.quality.check_removal(record.image, y1, mask & hole, hole, category=inst.category)
         return _Removal(inst, refs, mask, hole, keep_out, y1, seed, report)
 
@@ -333,7 +333,7 @@ class UnderstandingBuilder:
         least ``MIN_DONOR_FILL`` of the instance's ``area`` (a tall rocket in a horse's wide box
         would be a sliver nobody reads as "a rocket"); seeded choice among those."""
         eligible = [d for d in self.donors if d.category != inst.category
-                    and _fitted_area(d, inst.box, record.image.shape[:2]) >= MIN_DONOR_FILL * area]
+                    and fitted_area(d.mask, inst.box, record.image.shape[:2]) >= MIN_DONOR_FILL * area]
         if not eligible:
             return None
         return eligible[seeded_index(len(eligible), self.seed, record.id, inst.id, "donor")]
@@ -381,15 +381,6 @@ class UnderstandingBuilder:
             "donors": [{"category": d.category, "fingerprint": d.fingerprint} for d in self.donors],
             "quality": self.quality.settings(),
         }
-
-
-def _fitted_area(donor: PreparedDonor, box, image_hw: tuple[int, int]) -> float:
-    """Pixels the donor's object would cover once ``fit_placement`` scales it into ``box``."""
-    try:
-        scale = fit_placement(donor.mask.shape, box, image_hw).scale
-    except CompositingError:
-        return 0.0
-    return float(np.count_nonzero(donor.mask)) * scale * scale
 
 
 def _failure_detail(report: QualityReport) -> str:
