@@ -127,7 +127,10 @@ def fit_placement(obj_hw: tuple[int, int], box, image_hw: tuple[int, int], *, bo
 
 # A replacement must cover at least this share of the removed object's area: below it the new
 # object reads as a sliver or a speck (a rocket in a horse's wide box), not as a replacement.
-MIN_DONOR_FILL = 0.35
+MIN_DONOR_FILL = 0.5
+# Nor may it end up smaller than this on its shorter side (px): a 20-px cat where a coin was is
+# a speck a reviewer cannot recognise.
+MIN_PASTE_SIDE = 32
 
 
 def fitted_area(obj_mask: np.ndarray, box, image_hw: tuple[int, int]) -> float:

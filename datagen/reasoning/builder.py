@@ -24,7 +24,7 @@ Skips (``Quarantined`` with these reasons): record level ``bad_image``, ``no_ins
 instances and no attribute tells this one apart), ``empty_mask``, ``tiny_instance``, ``no_op``,
 ``reflected`` (an object with a reflection in a mirror: an edit would leave the reflection
 showing the old object; a reflection itself is only removed);
-case level the editor's ``EditFailed`` reasons (``recolor_failed``, ``no_donor``, ``donor_misfit``, ``empty_paste``,
+case level the editor's ``EditFailed`` reasons (``recolor_failed``, ``no_donor``, ``donor_misfit``, ``paste_too_small``, ``empty_paste``,
 ``no_value``) and ``quality:<check>``.
 """
 from __future__ import annotations

@@ -166,7 +166,7 @@ class ClassicalEditor:
         return EditResult(restrict(tgt, req.image, region), region, colour, info={"method": "hsv_hue"})
 
     def _replace(self, req: EditRequest, seed: int) -> EditResult:
-        from datagen.compositing import MIN_DONOR_FILL, CompositingError, fitted_area, paste
+        from datagen.compositing import MIN_DONOR_FILL, MIN_PASTE_SIDE, CompositingError, fitted_area, paste
 
         donors = [d for d in self.donors if req.values and d.category == req.values[0]]
         if not donors:
@@ -183,6 +183,9 @@ class ClassicalEditor:
             pasted = paste(y1, donor.rgb, donor.mask, req.box, feather_px=self.feather_px, keep_out=req.keep_out)
         except CompositingError as exc:
             raise EditFailed(exc.reason, exc.detail) from exc
+        if min(pasted.placement.width, pasted.placement.height) < MIN_PASTE_SIDE:
+            raise EditFailed("paste_too_small", f"the {donor.category} would be {pasted.placement.width}x"
+                                                f"{pasted.placement.height} px (< {MIN_PASTE_SIDE} px on a side)")
         y4 = self.harmonizer.harmonize(pasted.image, pasted.mask, background=y1)
         edit = hole | (dilate(pasted.mask, self.harmonize_band_px) & ~req.keep_out)
         info = {"inpainter": _backend_info(self.inpainter), "harmonizer": _backend_info(self.harmonizer),

@@ -50,7 +50,8 @@ Decisions:
 Skips are ``Quarantined`` (counted by the runner) with reasons: record level ``bad_image``,
 ``no_instances``, ``one_instance``, ``bad_box``, ``bad_mask``, ``mask_failed``; instance level
 ``empty_mask``, ``tiny_instance``, ``touches_border``, ``ambiguous``; per op ``no_anchor`` (add),
-``reflected`` / ``no_donor`` / ``donor_misfit`` / ``donor_too_small`` / ``empty_paste`` (replace) and ``quality:<check>``.
+``reflected`` / ``no_donor`` / ``donor_misfit`` / ``donor_too_small`` / ``paste_too_small`` /
+``empty_paste`` (replace) and ``quality:<check>``.
 """
 from __future__ import annotations
 
@@ -62,7 +63,14 @@ import cv2
 import numpy as np
 
 import datagen
-from datagen.compositing import MIN_DONOR_FILL, CompositingError, fitted_area, paste, touching_sides
+from datagen.compositing import (
+    MIN_DONOR_FILL,
+    MIN_PASTE_SIDE,
+    CompositingError,
+    fitted_area,
+    paste,
+    touching_sides,
+)
 from datagen.instructions.referring import Referring, referring_table
 from datagen.instructions.templates import (
     ADD_TEMPLATES,
@@ -297,6 +305,10 @@ class UnderstandingBuilder:
             return self._skip(record, inst, "donor_too_small",
                               f"donor {donor.category} would be enlarged {pasted.placement.scale:.1f}x "
                               f"(> {self.max_upscale}x)", "replace")
+        if min(pasted.placement.width, pasted.placement.height) < MIN_PASTE_SIDE:
+            return self._skip(record, inst, "paste_too_small",
+                              f"the {donor.category} would be {pasted.placement.width}x{pasted.placement.height} px "
+                              f"(< {MIN_PASTE_SIDE} px on a side)", "replace")
         y4 = self.harmonizer.harmonize(pasted.image, pasted.mask, background=rm.y1)
         # The harmonizer may blend a thin band around the object (Poisson); that band joins the
         # edit mask, minus the other instances, and anything it changed beyond is discarded so
