@@ -12,7 +12,8 @@ the work done). ``telea``/``ns``/``fsr_*``/``shiftmap`` are OpenCV's (``datagen.
 with the other instances kept out of the source region; ``shiftmap+others`` lets shift-map copy
 from them too (what happens when they are not excluded); ``patchmatch`` is the
 ``patchmatch-cython`` package, measured when it is installed (it is not a dependency).
-The last line names the method with the best PSNR and its time ratio to Telea.
+The last lines name the method with the best PSNR, overall and within ``BUDGET_S`` CPU seconds
+per hole, with its time ratio to Telea. ``fsr_best`` alone takes minutes on 4 scenes.
 """
 from __future__ import annotations
 
@@ -26,6 +27,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import numpy as np  # noqa: E402
 
 DILATE_PX = 6  # as UnderstandingBuilder's default
+# CPU seconds per hole the demo can afford: ~170 holes (understanding + reasoning) must stay
+# within a few minutes on two cores.
+BUDGET_S = 1.0
 
 
 def _patchmatch(image, given, avoid):
@@ -101,10 +105,12 @@ def main(argv=None) -> int:
         results[name] = (float(np.mean(psnrs)), float(np.mean(ssims)), seconds / len(holes))
         print(f"{name:16s} PSNR in hole {results[name][0]:6.2f} dB   SSIM in hole {results[name][1]:.3f}"
               f"   {results[name][2] * 1000:8.1f} ms CPU/hole", flush=True)
-    best = max(results, key=lambda n: results[n][0])
     if "telea" in results:
-        print(f"best PSNR: {best} (+{results[best][0] - results['telea'][0]:.2f} dB over telea, "
-              f"{results[best][2] / results['telea'][2]:.0f}x its CPU time per hole)")
+        affordable = {n: r for n, r in results.items() if r[2] <= BUDGET_S}
+        for label, pool in (("best PSNR", results), (f"best PSNR within {BUDGET_S:.0f} s CPU per hole", affordable)):
+            best = max(pool, key=lambda n: pool[n][0])
+            print(f"{label}: {best} (+{results[best][0] - results['telea'][0]:.2f} dB over telea, "
+                  f"{results[best][2] / results['telea'][2]:.0f}x its CPU time per hole)")
     return 0
 
 

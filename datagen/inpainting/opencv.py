@@ -3,9 +3,11 @@
 Methods: ``telea`` (fast marching) and ``ns`` (Navier-Stokes) from ``cv2.inpaint``; ``fsr_fast``,
 ``fsr_best`` (frequency-selective reconstruction) and ``shiftmap`` from the contrib module
 ``cv2.xphoto``. The default is ``fsr_fast``: on the demo scenes, whose clean background under
-every object is known, it filled holes with clearly higher PSNR/SSIM than Telea (which smears
-the hole's rim inwards, leaving a radial streak where the object was) at about a second per hole;
-``bench/inpaint_quality.py`` prints the figures for every method. ``avoid`` keeps pixels (other
+every object is known, it fills holes better than Telea (which smears the hole's rim inwards,
+leaving a radial streak where the object was): PSNR in the hole 21.5 vs 20.9 dB, SSIM 0.60 vs
+0.55, at 0.34 s CPU per hole vs 0.01 s (15 holes; ``bench/inpaint_quality.py``). ``fsr_best``
+scores higher still (22.9 dB, 0.64) but takes ~13 s CPU per hole; shift-map (21.3 dB, 2.6 s) and
+PatchMatch (``patchmatch-cython``, 20.5 dB, 1.5 s) do not beat FSR. ``avoid`` keeps pixels (other
 objects) out of the region a method copies from, so shift-map cannot paste a neighbour into
 the hole.
 """
