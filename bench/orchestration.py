@@ -2,20 +2,23 @@
 
     python bench/orchestration.py [--scenes 40] [--batch-size 8] [--repeats 1]
 
-Both runs are fresh processes on the same input (``demo:N`` scenes, classical CPU backends, the
-CLI's default settings, so both write the same sample keys, which is checked):
+Both sides are fresh processes doing the same work on the same input (``demo:N`` scenes,
+classical CPU backends, the same batch size, so both write the same sample keys, which is
+checked), and both render the contact sheet the flow's report carries:
 
-* CLI:  ``python -m datagen understanding --source demo:N ...``
+* CLI:  ``python -m datagen understanding --source demo:N --batch-size B ...`` then
+  ``python -m datagen contact-sheet MANIFEST``;
 * flow: ``python -m flows synth-understanding ...`` (flow run, batch tasks, progress / table /
   markdown artifacts, contact sheet) reporting to a Prefect server on 127.0.0.1, started before
-  timing, as a deployment's flow run would report to the stack's server.
+  timing, as a deployment's flow run would report to the stack's server. The server's CPU during
+  the flow run is part of the flow's cost.
 
-Printed: wall-time ratio flow / CLI (target <= 1.15 for a few hundred samples) and the same
-ratio in CPU seconds of the run's process tree (the figure to trust on a busy machine); the
-per-batch overhead, both as the flow's extra wall time spread over its batches and measured
-inside the flow as (batch-loop wall time - time spent inside ``run_batch``) / batches; and the
-server's own CPU seconds during the flow run. With ``--repeats`` the runs alternate and the best
-of each is kept.
+Each side runs at two sizes, one batch (``B`` scenes) and ``N`` scenes, so that its cost splits
+into a fixed part per run and a part per batch (a straight line through the two points). Printed:
+both parts for both sides in wall and CPU seconds, the difference (what orchestration adds per
+run and per batch), and the flow / CLI ratio at ``N`` scenes (target <= 1.15). CPU seconds (of
+the process tree, plus the server for the flow) are the figures to trust on a busy machine.
+With ``--repeats`` the runs alternate and the best of each is kept.
 """
 from __future__ import annotations
 
@@ -93,48 +96,66 @@ def main(argv: list[str] | None = None) -> int:
     print(f"starting a Prefect server on {stack.api_url} (not timed) ...", file=sys.stderr)
     stack.start_server()
     env = stack.env()
-    source = f"demo:{args.scenes}"
-    best = {"cli": None, "flow": None}
+    sizes = (args.batch_size, args.scenes)
+    best: dict = {}
     try:
         for rep in range(args.repeats):
-            cli_out, flow_out = work / f"cli{rep}", work / f"flow{rep}"
-            cli = [sys.executable, "-m", "datagen", "understanding", "--source", source, "--out", str(cli_out),
-                   "--name", "cli", "--manifests", str(work / "manifests"), "--no-progress"]
-            params = {"source": source, "out": str(flow_out), "name": "flow", "manifest_dir": str(work / "manifests"),
-                      "batch_size": args.batch_size}
-            flow = [sys.executable, "-m", "flows", "synth-understanding", "--params", json.dumps(params)]
-            wall, cpu, _ = _timed(cli, env)
-            run = {"wall": wall, "cpu": cpu, "samples": len(_keys(cli_out)), "keys": set(_keys(cli_out))}
-            if best["cli"] is None or wall < best["cli"]["wall"]:
-                best["cli"] = run
-            server0 = _tree_cpu(stack.pid("server"))
-            wall, cpu, stdout = _timed(flow, env)
-            server_cpu = _tree_cpu(stack.pid("server")) - server0
-            summary = json.loads(stdout[stdout.index("{"):])
-            markers = [json.loads(m.read_text()) for m in (flow_out / ".jobs").glob("*.done.json")]
-            inside = sum(m["seconds"] for m in markers)
-            run = {"wall": wall, "cpu": cpu, "server_cpu": server_cpu, "summary": summary, "inside": inside,
-                   "samples": len(_keys(flow_out)), "keys": set(_keys(flow_out))}
-            if best["flow"] is None or wall < best["flow"]["wall"]:
-                best["flow"] = run
-            print(f"repeat {rep + 1}: cli {best['cli']['wall']:.2f}s flow {run['wall']:.2f}s", file=sys.stderr)
+            for scenes in sizes:
+                for side in ("cli", "flow"):
+                    run = _run_side(side, scenes, args.batch_size, work / f"{side}{scenes}-{rep}", env, stack)
+                    key = (side, scenes)
+                    if key not in best or run["cpu"] < best[key]["cpu"]:
+                        best[key] = run
+                    print(f"repeat {rep + 1}: {side} {scenes} scenes: wall {run['wall']:.2f}s CPU {run['cpu']:.2f}s",
+                          file=sys.stderr)
     finally:
         stack.stop("server")
 
-    cli, flow = best["cli"], best["flow"]
-    batches = flow["summary"]["batches"]
-    same = cli["keys"] == flow["keys"]
-    print(f"input: {source} (classical backends), {flow['samples']} samples, {batches} batches of {args.batch_size} scenes")
+    small, large = sizes
+    same = all(best[("cli", n)]["keys"] == best[("flow", n)]["keys"] for n in sizes)
+    batches = {n: -(-n // args.batch_size) for n in sizes}
+    print(f"input: demo:{large} (classical backends), {len(best[('flow', large)]['keys'])} samples, "
+          f"{batches[large]} batches of {args.batch_size} scenes (and demo:{small}, one batch, for the fixed part)")
     print(f"same samples (keys) from CLI and flow: {same}")
-    print(f"CLI  `python -m datagen understanding`: wall {cli['wall']:.2f} s, CPU {cli['cpu']:.2f} s")
-    print(f"flow `synth-understanding`:              wall {flow['wall']:.2f} s, CPU {flow['cpu']:.2f} s "
-          f"(+ server CPU {flow['server_cpu']:.2f} s)")
-    print(f"ratio flow / CLI: wall {flow['wall'] / cli['wall']:.3f}, CPU {flow['cpu'] / cli['cpu']:.3f}  (target <= 1.15)")
-    extra = (flow["wall"] - cli["wall"]) / batches
-    loop = (flow["summary"]["batch_seconds"] - flow["inside"]) / batches
-    print(f"per-batch overhead: {extra * 1000:.0f} ms of extra wall time per batch (all fixed costs included); "
-          f"{loop * 1000:.0f} ms per batch task inside the flow (task run + state changes + progress artifact)")
+    parts = {}
+    for side in ("cli", "flow"):
+        for what in ("wall", "cpu"):
+            a, b = best[(side, small)][what], best[(side, large)][what]
+            per_batch = (b - a) / (batches[large] - batches[small])
+            parts[(side, what)] = (a - per_batch * batches[small], per_batch)
+        (fw, bw), (fc, bc) = parts[(side, "wall")], parts[(side, "cpu")]
+        label = "CLI  understanding + contact-sheet" if side == "cli" else "flow synth-understanding (+ server)"
+        print(f"{label}: fixed {fw:6.2f} s wall {fc:6.2f} s CPU | per batch {bw:6.2f} s wall {bc:6.2f} s CPU")
+    for what in ("wall", "cpu"):
+        (cf, cb), (ff, fb) = parts[("cli", what)], parts[("flow", what)]
+        print(f"orchestration adds ({what}): {ff - cf:+.2f} s per run, {(fb - cb) * 1000:+.0f} ms per batch")
+    cli, flow = best[("cli", large)], best[("flow", large)]
+    print(f"of which the Prefect server's CPU: {best[('flow', small)]['server_cpu']:.2f} s at demo:{small}, "
+          f"{flow['server_cpu']:.2f} s at demo:{large}")
+    print(f"ratio flow / CLI at demo:{large}: wall {flow['wall'] / cli['wall']:.3f}, "
+          f"CPU {flow['cpu'] / cli['cpu']:.3f}  (target <= 1.15)")
     return 0 if same else 1
+
+
+def _run_side(side: str, scenes: int, batch_size: int, out: Path, env: dict, stack) -> dict:
+    """One timed run of the CLI (job + contact sheet) or the flow: wall, CPU (flow: + server), keys."""
+    source = f"demo:{scenes}"
+    manifests = out / "manifests"
+    if side == "cli":
+        job = [sys.executable, "-m", "datagen", "understanding", "--source", source, "--out", str(out),
+               "--name", "cli", "--manifests", str(manifests), "--batch-size", str(batch_size), "--no-progress"]
+        sheet = [sys.executable, "-m", "datagen", "contact-sheet", str(manifests / "cli.json"),
+                 "-o", str(out / "cli.contact-sheet.png")]
+        wall, cpu, _ = _timed(job, env)
+        wall2, cpu2, _ = _timed(sheet, env)
+        return {"wall": wall + wall2, "cpu": cpu + cpu2, "keys": set(_keys(out))}
+    params = {"source": source, "out": str(out), "name": "flow", "manifest_dir": str(manifests),
+              "batch_size": batch_size}
+    flow = [sys.executable, "-m", "flows", "synth-understanding", "--params", json.dumps(params)]
+    server0 = _tree_cpu(stack.pid("server"))
+    wall, cpu, _ = _timed(flow, env)
+    server_cpu = _tree_cpu(stack.pid("server")) - server0
+    return {"wall": wall, "cpu": cpu + server_cpu, "server_cpu": server_cpu, "keys": set(_keys(out))}
 
 
 if __name__ == "__main__":

@@ -125,6 +125,24 @@ def fit_placement(obj_hw: tuple[int, int], box, image_hw: tuple[int, int], *, bo
     return Placement(x=x, y=y, width=width, height=height, scale=float(scale))
 
 
+# A replacement must cover at least this share of the removed object's area: below it the new
+# object reads as a sliver or a speck (a rocket in a horse's wide box), not as a replacement.
+MIN_DONOR_FILL = 0.5
+# Nor may it end up smaller than this on its shorter side (px): a 20-px cat where a coin was is
+# a speck a reviewer cannot recognise.
+MIN_PASTE_SIDE = 32
+
+
+def fitted_area(obj_mask: np.ndarray, box, image_hw: tuple[int, int]) -> float:
+    """Pixels a cut-out object (hxw bool, cropped to the object) covers once ``fit_placement``
+    scales it into ``box``; 0 for a box with no area. Compare with ``MIN_DONOR_FILL``."""
+    try:
+        scale = fit_placement(obj_mask.shape, box, image_hw).scale
+    except CompositingError:
+        return 0.0
+    return float(np.count_nonzero(obj_mask)) * scale * scale
+
+
 def feather_alpha(mask: np.ndarray, feather_px: float) -> np.ndarray:
     """Soft alpha that ramps from 0 outside to 1 at ``feather_px`` pixels inside ``mask``.
 

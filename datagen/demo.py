@@ -12,19 +12,25 @@ from pathlib import Path
 from datagen.jobs import JobConfig, queue_location
 
 SCENARIOS = ("perception", "understanding", "reasoning")
+# The one review queue: the demo, the README, the CLIs' defaults and every deployment in
+# prefect.yaml use it, so reviewing the demo's candidates and then running
+# ``publish-reviewed/demo`` publishes what was approved.
+REVIEW_QUEUE = "review-queue"
 
 
 def demo_jobs(*, scenes: int = 24, seed: int = 0, root: str = "data/demo",
-              manifest_dir: str = "manifests", batch_size: int = 8) -> list[JobConfig]:
+              manifest_dir: str = "manifests", batch_size: int = 8,
+              queue: str = REVIEW_QUEUE) -> list[JobConfig]:
     """One job per scenario over the same ``scenes`` demo scenes; shards under ``root/NAME``,
-    manifests ``manifest_dir/demo-NAME.json``; reasoning candidates into ``root/review``."""
+    manifests ``manifest_dir/demo-NAME.json``; reasoning candidates into the review ``queue``
+    (a folder holding ``queue.db``; default the project's one queue, ``REVIEW_QUEUE``)."""
     source = f"demo:{int(scenes)}:{int(seed)}"
     jobs = []
     for scenario in SCENARIOS:
         name = f"demo-{scenario}"
         jobs.append(JobConfig(scenario, source=source, out=str(Path(root) / scenario), name=name,
                               manifest_dir=manifest_dir, seed=seed, batch_size=batch_size,
-                              queue=str(Path(root) / "review") if scenario == "reasoning" else None))
+                              queue=queue if scenario == "reasoning" else None))
     return jobs
 
 

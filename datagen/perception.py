@@ -13,7 +13,8 @@ one phrasing per step. ``target["attributes"]`` lists every unique attribute for
 
 Skips are ``Quarantined`` with reason ``no_mask`` (box-only instance: a perception target must be
 exact, so no mask is guessed here), ``tiny_instance`` (fewer than ``min_area`` mask pixels) or
-``ambiguous`` (no attribute names it uniquely).
+``ambiguous`` (no attribute names it uniquely) or ``mark_invisible`` (no palette colour changes the
+instance's mean colour by ``min_contrast``: a mark nobody can see teaches nothing).
 """
 from __future__ import annotations
 
@@ -45,6 +46,17 @@ def overlay_mask(image: np.ndarray, mask: np.ndarray, rgb: Sequence[int], opacit
     return out
 
 
+def mark_contrast(mean_rgb: np.ndarray, rgb: Sequence[int], opacity: float) -> float:
+    """CIE76 delta E between an object's mean colour ``mean_rgb`` (3 floats, 0..255) and the
+    same colour with ``rgb`` overlaid at ``opacity``: how much a mark changes the object."""
+    import cv2
+
+    before = np.asarray(mean_rgb, np.float32).reshape(1, 1, 3)
+    after = (1.0 - opacity) * before + opacity * np.asarray(rgb, np.float32).reshape(1, 1, 3)
+    lab = cv2.cvtColor(np.concatenate([before, after]) / 255.0, cv2.COLOR_RGB2Lab)
+    return float(np.linalg.norm(lab[0, 0] - lab[1, 0]))
+
+
 def package_versions() -> dict[str, str]:
     """Versions that determine the pixels of a perception sample."""
     return {"datagen": datagen.__version__, "numpy": np.__version__, "python": platform.python_version()}
@@ -55,7 +67,8 @@ class PerceptionBuilder:
 
     ``colors``: ``(name, (r, g, b))`` overlay palette; ``seed``: varies attribute, template and
     colour choices (deterministically per record and instance); ``opacity``: overlay alpha;
-    ``min_area``: smallest mask (pixels) worth marking.
+    ``min_area``: smallest mask (pixels) worth marking. ``min_contrast``: smallest CIE76 delta E
+    a mark must make to the instance's mean colour (``mark_contrast``).
     """
 
     name = "perception"
@@ -66,6 +79,7 @@ class PerceptionBuilder:
         seed: int = 0,
         opacity: float = 0.5,
         min_area: int = 16,
+        min_contrast: float = 40.0,
     ):
         if not colors:
             raise ValueError("colors must name at least one overlay colour")
@@ -73,6 +87,7 @@ class PerceptionBuilder:
         self.seed = int(seed)
         self.opacity = float(opacity)
         self.min_area = int(min_area)
+        self.min_contrast = float(min_contrast)
 
     def settings(self) -> dict:
         """What determines the samples (part of every key and of the manifest)."""
@@ -81,6 +96,7 @@ class PerceptionBuilder:
             "seed": self.seed,
             "opacity": self.opacity,
             "min_area": self.min_area,
+            "min_contrast": self.min_contrast,
         }
 
     def __call__(self, record: ImageRecord) -> Iterator[EditSample | Quarantined]:
@@ -103,12 +119,17 @@ class PerceptionBuilder:
             return "ambiguous", f"no attribute names this {inst.category} uniquely among its category"
         return None
 
-    def _pick_colour(self, record: ImageRecord, inst: Instance, refs: list[Referring]) -> tuple[str, tuple]:
-        """Seeded palette colour, avoiding the instance's own colour (a red mark on a red rocket
-        would be invisible) when the palette leaves a choice."""
+    def _pick_colour(self, record: ImageRecord, inst: Instance, refs: list[Referring]) -> tuple[str, tuple] | None:
+        """Seeded palette colour that shows on this instance: not its own colour name (a red
+        mark on a red rocket) and changing its mean colour by at least ``min_contrast`` (an orange
+        mark on a yellow coin barely shows). ``None`` when no palette colour does."""
         own = next((r.value for r in refs if r.attribute == "color"), None)
         own = own or inst.attributes.get("color") or instance_color(record.image, inst.mask)
-        usable = [c for c in self.colors if c[0] != own] or list(self.colors)
+        mean = record.image[inst.mask].reshape(-1, 3).mean(axis=0)
+        usable = [c for c in self.colors
+                  if c[0] != own and mark_contrast(mean, c[1], self.opacity) >= self.min_contrast]
+        if not usable:
+            return None
         return usable[seeded_index(len(usable), self.seed, record.id, inst.id, "colour")]
 
     @staticmethod
@@ -118,10 +139,15 @@ class PerceptionBuilder:
         area = int(mask.sum())
         return {"scores": {"mask_area": area, "mask_fraction": area / mask.size}, "passed": [], "failed": {}}
 
-    def _sample(self, record: ImageRecord, inst: Instance, refs: list[Referring]) -> EditSample:
+    def _sample(self, record: ImageRecord, inst: Instance, refs: list[Referring]) -> EditSample | Quarantined:
         chosen = refs[seeded_index(len(refs), self.seed, record.id, inst.id, "attribute")]
         others = [r for r in refs if r is not chosen]
-        colour_name, rgb = self._pick_colour(record, inst, refs)
+        picked = self._pick_colour(record, inst, refs)
+        if picked is None:
+            return Quarantined(id=f"{record.id}/{inst.id}", reason="mark_invisible", source=record.source,
+                               detail=f"no mark colour changes this {inst.category} by {self.min_contrast} "
+                                      f"(CIE76 delta E of its mean colour)")
+        colour_name, rgb = picked
         key = (record.id, inst.id)
         values = {"colour": colour_name}
         phrasing = choose(MARK_TEMPLATES, {**values, "ref": chosen.phrase}, self.seed, ("mark", *key))

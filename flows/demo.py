@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from prefect import flow
 
-from datagen.demo import demo_jobs, sheet_path, summarize
+from datagen.demo import REVIEW_QUEUE, demo_jobs, sheet_path, summarize
 from flows.perception import synth_perception
 from flows.reasoning import synth_reasoning
 from flows.understanding import synth_understanding
@@ -21,19 +21,22 @@ from flows.understanding import synth_understanding
 
 @flow(name="demo", log_prints=True)
 def demo(scenes: int = 24, seed: int = 0, data: str = "data/demo", manifest_dir: str = "manifests",
-         batch_size: int = 8) -> dict:
-    """Perception and understanding samples (shards + manifests) and reasoning candidates (review
-    queue ``data/review``) from ``scenes`` demo scenes. Returns ``{"report": text, "parts": {job
+         batch_size: int = 8, queue: str = REVIEW_QUEUE) -> dict:
+    """Perception and understanding samples (shards + manifests) and reasoning candidates (the
+    review queue ``review-queue/``) from ``scenes`` demo scenes. Returns ``{"report": text, "parts": {job
     name: flow summary}}``.
 
     Args:
         scenes: how many built-in demo scenes.
         seed: scene set and builder seed.
-        data: parent folder of the datasets' shard folders and the review queue.
+        data: parent folder of the datasets' shard folders.
         manifest_dir: where the manifests go.
         batch_size: scenes per batch task.
+        queue: review queue folder (holding ``queue.db``) for the reasoning candidates; the
+            default is the one ``publish-reviewed/demo`` publishes from.
     """
-    jobs = demo_jobs(scenes=scenes, seed=seed, root=data, manifest_dir=manifest_dir, batch_size=batch_size)
+    jobs = demo_jobs(scenes=scenes, seed=seed, root=data, manifest_dir=manifest_dir, batch_size=batch_size,
+                     queue=queue)
     results = {}
     for job in jobs:
         common = {"source": job.source, "out": job.out, "name": job.name, "seed": job.seed,

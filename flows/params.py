@@ -25,6 +25,32 @@ _OPTIONS_HELP = (
 )
 
 
+# The option through which each learned backend takes its weights (a local file or folder), so a
+# deployment can take ``--param inpainter_weights=/weights/big-lama.pt`` instead of an edited
+# prefect.yaml. Checked against the backends' builders in tests/flows/test_flow_parts.py.
+WEIGHT_OPTION = {"sam": "checkpoint", "lama": "checkpoint", "mat": "checkpoint", "sd": "model_dir", "pih": "checkpoint"}
+
+
+def with_weights(stage: str, backend: str, options: dict[str, Any], weights: str | None) -> dict[str, Any]:
+    """``options`` plus ``weights`` under the backend's weight option (``WEIGHT_OPTION``); raises
+    ``ValueError`` when weights are given for a backend that takes none."""
+    if weights is None:
+        return dict(options)
+    if backend not in WEIGHT_OPTION:
+        raise ValueError(f"{stage}_weights is for a learned {stage} ({', '.join(sorted(WEIGHT_OPTION))}); "
+                         f"{backend!r} takes no weights: drop {stage}_weights or choose a learned {stage}")
+    return {**options, WEIGHT_OPTION[backend]: weights}
+
+
+def catalog_images(source: str, images: str | None) -> str | None:
+    """``images`` for a COCO/folder ``source``; None for built-in demo scenes, which carry their own
+    pixels (so overriding a learned deployment's ``source`` with ``demo:8`` keeps working)."""
+    if source.startswith("demo:") and images is not None:
+        print(f"images={images} is not used: the demo scenes of {source} carry their own pixels")  # flows log prints
+        return None
+    return images
+
+
 class _Model(BaseModel):
     # Unknown keys are an error: a typo in a deployment's parameters must not be silently ignored.
     model_config = ConfigDict(extra="forbid")
@@ -35,7 +61,7 @@ class UnderstandingBackends(_Model):
 
     masker: MaskerName = Field("grabcut", description="grabcut: CPU, uses the catalog mask when there is one; annotation: catalog masks only; sam: segment-anything")
     masker_options: dict[str, Any] = Field(default_factory=dict, description=_OPTIONS_HELP)
-    inpainter: InpainterName = Field("opencv", description="opencv: CPU Telea/NS; lama: TorchScript big-lama.pt; sd; mat")
+    inpainter: InpainterName = Field("opencv", description="opencv: CPU FSR (default), Telea, NS or shift-map; lama: TorchScript big-lama.pt; sd; mat")
     inpainter_options: dict[str, Any] = Field(default_factory=dict, description=_OPTIONS_HELP)
     harmonizer: HarmonizerName = Field("classical", description="classical: Lab statistics + Poisson (CPU); pih")
     harmonizer_options: dict[str, Any] = Field(default_factory=dict, description=_OPTIONS_HELP)

@@ -7,7 +7,7 @@ from __future__ import annotations
 from prefect import flow
 
 from datagen.jobs import JobConfig
-from flows.params import Execution
+from flows.params import Execution, catalog_images
 from flows.tasks import serial_runner, synthesize
 
 
@@ -24,8 +24,23 @@ def synth_perception(
     opacity: float = 0.5,
     execution: Execution = Execution(),
 ) -> dict:
-    """Perception samples (mask overlaid at ``opacity``) into shards under ``out`` and the manifest
-    ``manifest_dir/name.json``. Parameters as in ``synth-understanding``; no model is involved."""
-    config = JobConfig("perception", source=source, out=out, name=name, images=images, manifest_dir=manifest_dir,
+    """Perception samples ("Mark the left cat in red": the mask overlaid at ``opacity``) into
+    shards under ``out`` and the manifest ``manifest_dir/name.json``; no model is involved.
+
+    Args:
+        source: catalog with instance masks: ``demo:N[:SEED]`` (built-in scenes), a COCO instances
+            JSON, or an image folder with ``annotations.json``.
+        out: data folder for this dataset's shards (one dataset per folder).
+        name: dataset name: the manifest's file name and the shard prefix.
+        images: image folder of a COCO JSON (default: the JSON's folder).
+        manifest_dir: where the manifest goes (the trainer reads every manifest in it).
+        limit: use only the first N catalog records.
+        seed: varies attribute, template and mark colour choices (part of every key).
+        batch_size: catalog records per task.
+        opacity: how strongly the mark colour covers the object (0..1).
+        execution: runner (default or dask), retries.
+    """
+    config = JobConfig("perception", source=source, out=out, name=name, images=catalog_images(source, images),
+                       manifest_dir=manifest_dir,
                        limit=limit, seed=seed, batch_size=batch_size, builder_options={"opacity": opacity})
     return synthesize(config, execution)

@@ -14,7 +14,7 @@ from typing import Literal
 from prefect import flow
 
 from datagen.jobs import Backend, JobConfig
-from flows.params import Execution, ReasoningBackends
+from flows.params import Execution, ReasoningBackends, catalog_images, with_weights
 from flows.tasks import serial_runner, synthesize
 
 
@@ -33,6 +33,8 @@ def synth_reasoning(
     candidates: int | None = None,
     knowledge: str | None = None,
     backends: ReasoningBackends = ReasoningBackends(),
+    masker_weights: str | None = None,
+    editor_weights: str | None = None,
     execution: Execution = Execution(),
 ) -> dict:
     """Reasoning candidates from ``source`` into the review ``queue``.
@@ -51,13 +53,17 @@ def synth_reasoning(
         candidates: edits per case with the ``sd`` editor (default 3; classical makes 1).
         knowledge: JSON file extending the built-in world-knowledge table.
         backends: masker and editor (classical or sd) with their options.
+        masker_weights: local weights of a learned masker (sam: its checkpoint file).
+        editor_weights: local weights of a learned editor (sd: the diffusers model folder).
         execution: runner (default or dask), retries.
     """
     options = {"donors": donors, "ops": ops, "candidates": candidates, "knowledge": knowledge}
     config = JobConfig(
-        "reasoning", source=source, out=out, name=name, images=images, limit=limit, seed=seed,
+        "reasoning", source=source, out=out, name=name, images=catalog_images(source, images), limit=limit, seed=seed,
         batch_size=batch_size, queue=queue, builder_options={k: v for k, v in options.items() if v is not None},
-        backends={"masker": Backend(backends.masker, backends.masker_options),
-                  "editor": Backend(backends.editor, backends.editor_options)},
+        backends={"masker": Backend(backends.masker, with_weights("masker", backends.masker, backends.masker_options,
+                                                                  masker_weights)),
+                  "editor": Backend(backends.editor, with_weights("editor", backends.editor, backends.editor_options,
+                                                                  editor_weights))},
     )
     return synthesize(config, execution)

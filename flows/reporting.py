@@ -52,6 +52,11 @@ class Progress:
             update_progress_artifact(artifact_id=self.artifact_id, progress=self.percent())
 
 
+# The RunStats counter behind each report group ("quality check" and "skip reason" share one).
+RUN_COUNTERS = {"op": "by_op", "attribute": "by_attribute", "category": "by_category", "scenario": "by_scenario",
+                "quality check": "skipped", "skip reason": "skipped", "quarantine reason": "quarantined"}
+
+
 def _groups(op=None, attribute=None, category=None, scenario=None, skipped=None, quarantined=None) -> dict:
     """Counts by report group; skip reasons ``quality:<check>`` form the quality-check group."""
     skipped = skipped or {}
@@ -67,11 +72,14 @@ def counts_table(stats: dict, manifest: dict | None = None) -> list[dict]:
     """Rows ``{"group", "name", "dataset", "this_run"}``.
 
     ``dataset`` comes from the manifest (every committed sample, whichever run wrote it: exact
-    after resumes); ``this_run`` from the run's ``RunStats.to_dict()`` (what this run did, so a
-    resumed run shows only the rest of the work). Without a manifest (reasoning) only ``this_run``.
+    after resumes); ``this_run`` from ``stats``, the ``RunStats.to_dict()`` of the batches this
+    run did (a resumed run shows only the rest of the work). A group the run does not count
+    (``category``) has ``this_run`` None, not a made-up 0. Without a manifest (reasoning) only
+    ``this_run``.
     """
-    run = _groups(stats.get("by_op"), stats.get("by_attribute"), None, stats.get("by_scenario"),
+    run = _groups(stats.get("by_op"), stats.get("by_attribute"), stats.get("by_category"), stats.get("by_scenario"),
                   stats.get("skipped"), stats.get("quarantined"))
+    counted = {group for group, key in RUN_COUNTERS.items() if key in stats}
     data = {}
     if manifest:
         c = manifest.get("counts", {})
@@ -84,13 +92,15 @@ def counts_table(stats: dict, manifest: dict | None = None) -> list[dict]:
             row = {"group": group, "name": str(name)}
             if manifest:
                 row["dataset"] = int(data[group].get(name, 0))
-            row["this_run"] = int(run[group].get(name, 0))
+            row["this_run"] = int(run[group].get(name, 0)) if group in counted else None
             rows.append(row)
     return rows
 
 
-def _totals(stats: dict) -> dict[str, int]:
-    return {k: v for k, v in stats.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+def _totals(stats: dict) -> dict[str, int | float]:
+    """The scalar figures of a ``RunStats.to_dict()``; times rounded to 0.1 s for reading."""
+    return {k: round(v, 1) if isinstance(v, float) else v for k, v in stats.items()
+            if isinstance(v, (int, float)) and not isinstance(v, bool)}
 
 
 def _inline_image(png: Path) -> str:
@@ -117,7 +127,7 @@ def report_markdown(summary: dict, sheet: Path | None, inline: str | None) -> st
     lines += [f"- **{label}**: `{value}`" for label, value in where if value]
     lines += ["", "| batches | run now | resumed | failed | seconds |", "|---|---|---|---|---|",
               f"| {summary['batches']} | {summary['batches_run']} | {summary['batches_resumed']} | "
-              f"{summary['batches_failed']} | {summary['seconds']} |", ""]
+              f"{summary['batches_failed']} | {summary['seconds']:.1f} |", ""]
     totals = _totals(stats)
     if totals:
         lines += ["| " + " | ".join(totals) + " |", "|" + "---|" * len(totals),
@@ -136,7 +146,7 @@ def publish_report(name: str, out: str, summary: dict, manifest: str | None) -> 
     the run: a broken contact sheet is logged and left out."""
     logger = get_run_logger()
     manifest_data = json.loads(Path(manifest).read_text()) if manifest else None
-    rows = counts_table(summary.get("stats", {}), manifest_data)
+    rows = counts_table(summary.get("run_stats", summary.get("stats", {})), manifest_data)
     create_table_artifact(table=rows or [{"group": "-", "name": "nothing counted", "this_run": 0}],
                           key=artifact_key(name, "counts"),
                           description=f"{name}: counts by op, attribute, quality check and quarantine reason")

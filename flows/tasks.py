@@ -174,9 +174,10 @@ def synthesize(config: JobConfig, execution: Execution) -> dict:
         "batches_run": outcome.ran,
         "batches_resumed": len(resumed),
         "batches_failed": len(outcome.failed),
-        "seconds": round(time.perf_counter() - start, 3),
-        "batch_seconds": round(outcome.seconds, 3),
-        "stats": stats.to_dict(),
+        "seconds": round(time.perf_counter() - start, 1),
+        "batch_seconds": round(outcome.seconds, 1),
+        "stats": stats.to_dict(),  # every batch of the job, resumed ones included
+        "run_stats": outcome.stats.to_dict(),  # the batches this run did
     }
     reporting.publish_report(config.name, config.out, summary, manifest)
     if outcome.failed:

@@ -13,7 +13,7 @@ from typing import Literal
 from prefect import flow
 
 from datagen.jobs import Backend, JobConfig
-from flows.params import Execution, UnderstandingBackends
+from flows.params import Execution, UnderstandingBackends, catalog_images, with_weights
 
 OPS = ("remove", "add", "replace")
 from flows.tasks import serial_runner, synthesize
@@ -21,7 +21,10 @@ from flows.tasks import serial_runner, synthesize
 
 def job_config(source: str, out: str, name: str, images: str | None, manifest_dir: str, limit: int | None,
                seed: int, batch_size: int, backends: UnderstandingBackends, donors: str = "demo",
-               ops: list[str] | None = None) -> JobConfig:
+               ops: list[str] | None = None, weights: dict[str, str | None] | None = None) -> JobConfig:
+    """The job a ``synth-understanding`` run does; ``weights``: per stage (``masker`` /
+    ``inpainter`` / ``harmonizer``) a local weight path for its learned backend, or None."""
+    weights = weights or {}
     builder_options: dict = {"donors": donors, "ops": list(ops or OPS)}
     if backends.quality_options:
         builder_options["quality"] = dict(backends.quality_options)
@@ -29,9 +32,10 @@ def job_config(source: str, out: str, name: str, images: str | None, manifest_di
         "understanding", source=source, out=out, name=name, images=images, manifest_dir=manifest_dir,
         limit=limit, seed=seed, batch_size=batch_size, builder_options=builder_options,
         backends={
-            "masker": Backend(backends.masker, backends.masker_options),
-            "inpainter": Backend(backends.inpainter, backends.inpainter_options),
-            "harmonizer": Backend(backends.harmonizer, backends.harmonizer_options),
+            stage: Backend(getattr(backends, stage),
+                           with_weights(stage, getattr(backends, stage), getattr(backends, f"{stage}_options"),
+                                        weights.get(stage)))
+            for stage in ("masker", "inpainter", "harmonizer")
         },
     )
 
@@ -49,6 +53,9 @@ def synth_understanding(
     donors: str = "demo",
     ops: list[Literal["remove", "add", "replace"]] = ["remove", "add", "replace"],  # noqa: B006 (copied by pydantic)
     backends: UnderstandingBackends = UnderstandingBackends(),
+    masker_weights: str | None = None,
+    inpainter_weights: str | None = None,
+    harmonizer_weights: str | None = None,
     execution: Execution = Execution(),
 ) -> dict:
     """Understanding-scenario samples from ``source`` into shards under ``out`` and the manifest
@@ -67,7 +74,12 @@ def synth_understanding(
         donors: objects pasted by ``replace``: ``demo`` or a folder of RGBA cutouts ``CATEGORY_*.png``.
         ops: which of remove / add / replace to emit.
         backends: masker / inpainter / harmonizer and their options, quality-check options.
+        masker_weights: local weights of a learned masker (sam: its checkpoint file).
+        inpainter_weights: local weights of a learned inpainter (lama/mat: checkpoint file; sd: model folder).
+        harmonizer_weights: local weights of a learned harmonizer (pih: its checkpoint file).
         execution: runner (default or dask), retries.
     """
-    config = job_config(source, out, name, images, manifest_dir, limit, seed, batch_size, backends, donors, ops)
+    weights = {"masker": masker_weights, "inpainter": inpainter_weights, "harmonizer": harmonizer_weights}
+    config = job_config(source, out, name, catalog_images(source, images), manifest_dir, limit, seed, batch_size,
+                        backends, donors, ops, weights)
     return synthesize(config, execution)

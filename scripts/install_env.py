@@ -64,7 +64,7 @@ def main() -> int:
         print(f"creating {VENV}", flush=True)
         venv.create(VENV, with_pip=True)
     pip = [str(_python()), "-m", "pip", "install", "--disable-pip-version-check", "-q"]
-    print("installing the project and its pinned dependencies (about 2 minutes on a fresh machine)", flush=True)
+    print("installing the project and its pinned dependencies (3-4 minutes on an idle 2-core machine)", flush=True)
     _run_quietly(pip + ["-e", f"{ROOT}[all]", *TORCH_PINS])
     if not _torchvision_imports():
         _install_tv_hook()

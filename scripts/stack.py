@@ -263,6 +263,8 @@ def main(argv: list[str] | None = None) -> int:
     elif args.command == "env":
         for k in ("PREFECT_HOME", "PREFECT_API_URL", *OFFLINE_ENV):
             print(f"export {k}={stack.env()[k]}")
+        # `prefect` (and `python`) from the project's venv, which a fresh shell does not have on PATH.
+        print(f'export PATH="{Path(stack.python).parent}:$PATH"')
     return 0
 
 

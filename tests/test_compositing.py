@@ -40,6 +40,18 @@ def test_fit_inside_keeps_aspect_and_ground_line():
     assert place.x == round(80 - 7.5)  # centred horizontally
 
 
+def test_short_object_stands_on_the_ground_line_not_the_box_top():
+    """A wide object in a tall box fills its width only: top- and bottom-alignment differ here,
+    and only bottom-alignment keeps the ground line."""
+    base = _base()
+    rgb, mask = _ellipse_donor(20, 60)  # aspect 1:3 (h:w)
+    box = (40.0, 20.0, 120.0, 100.0)  # 80 x 80: width bounds the scale (4/3), height 27 of 80
+    res = paste(base, rgb, mask, box, feather_px=0)
+    x0, y0, x1, y1 = _tight(res.mask)
+    assert y1 == 100 and y0 >= 70  # on the box's bottom edge, far below its top
+    assert abs((x1 - x0) - 80) <= 1 and abs((y1 - y0) - 27) <= 1
+
+
 def test_paste_geometry_aspect_ground_line_and_box_containment():
     base = _base()
     rgb, mask = _ellipse_donor(60, 30)  # aspect 2:1 (h:w)

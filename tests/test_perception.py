@@ -110,6 +110,24 @@ def test_mark_colour_avoids_the_objects_own_colour():
         assert colours == {"r": "blue", "b": "red"}
 
 
+def test_mark_colour_shows_on_the_object_or_the_instance_is_skipped():
+    """An orange mark on a yellow coin barely shows (its names differ, its colours do not): such a
+    colour is never chosen, and an instance no palette colour shows on is a counted skip."""
+    img = np.full((H, W, 3), 90, np.uint8)
+    img[30:50, 5:25] = (235, 200, 40)  # yellow
+    img[20:60, 100:140] = (250, 160, 10)  # orange
+    rec = ImageRecord("test:y", img, [rect("y", "coin", 5, 30, 25, 50), rect("o", "coin", 100, 20, 140, 60)])
+    palette = (("orange", (255, 165, 0)), ("yellow", (255, 255, 0)), ("blue", (0, 0, 255)))
+    for seed in range(10):
+        colours = {s.target["instance"]: s.target["colour"] for s in PerceptionBuilder(colors=palette, seed=seed)(rec)}
+        assert colours == {"y": "blue", "o": "blue"}, seed
+        for s in PerceptionBuilder(colors=palette, seed=seed)(rec):  # the chosen mark changes the object plainly
+            assert np.abs(s.tgt[s.mask].astype(int) - s.src[s.mask]).sum(axis=1).mean() > 100
+    out = list(PerceptionBuilder(colors=palette[:2])(rec))
+    assert {o.id: o.reason for o in out if isinstance(o, Quarantined)} == {"test:y/y": "mark_invisible",
+                                                                          "test:y/o": "mark_invisible"}
+
+
 def test_tiny_instance_is_skipped():
     rec = ImageRecord("test:t", noisy_image(), [rect("a", "cat", 5, 5, 8, 8), rect("b", "dog", 50, 5, 90, 40)])
     out = list(PerceptionBuilder(min_area=16)(rec))

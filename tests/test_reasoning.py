@@ -158,6 +158,19 @@ def test_classical_edits_stay_inside_the_mask_and_spare_other_instances(built):
             assert s.provenance["edit"]["donor"]["category"] == s.target["new_object"]
 
 
+def test_objects_with_reflections_are_not_edited_and_reflections_only_removed(built):
+    """Mirror semantics: editing an object that has a reflection would leave the mirror showing the
+    old object (counted ``reflected``); a reflection is only ever removed."""
+    truth, items = built
+    for s in _samples(items):
+        record, inst = _instance(truth, s)
+        assert not any(o.attributes.get("reflection_of") == inst.id for o in record.instances), s.instruction
+        if inst.attributes.get("in_mirror"):
+            assert s.op == "remove", s.instruction
+    mirrored = [r for r in truth.values() if any(i.attributes.get("reflection_of") for i in r.instances)]
+    assert mirrored and any(isinstance(q, Quarantined) and q.reason == "reflected" for q in items)
+
+
 def test_classical_recolor_changes_only_the_object_and_keeps_its_shading(built):
     truth, items = built
     recolors = [s for s in _samples(items) if s.op == "recolor"]

@@ -169,19 +169,26 @@ def test_mirror_in_and_outside():
     rec = record(rect("real", "cat", 10, 40, 60, 90), rect("refl", "cat", 150, 10, 200, 60, in_mirror=True))
     assert by_attribute(rec, "refl")["mirror"].phrase == "the cat in the mirror"
     assert by_attribute(rec, "real")["mirror"].phrase == "the cat outside the mirror"
-    # A reflection is never named by location or size.
+    # A reflection is never named by location or size, and is no competitor for them: the one
+    # real cat is not "the left cat" (of one), nor "the cat" (a reader sees two).
     assert "location" not in by_attribute(rec, "refl") and "size" not in by_attribute(rec, "refl")
-    assert by_attribute(rec, "real")["location"].value == "left"
+    assert set(by_attribute(rec, "real")) == {"mirror"}
+    assert anchor_phrase(rec, "real") == "the cat outside the mirror"
 
 
-def test_mirror_competes_for_location_and_size():
-    # Two real cats and one reflection between them: the reflection is the middle cat, so the
-    # real ones are left and right of three; "outside the mirror" fits neither (two outside).
+def test_a_reflection_does_not_count_for_location_or_size():
+    # Two real cats and one reflection between them: the real ones are left and right of two
+    # (not of three), "middle" never names the reflection; "outside the mirror" fits neither.
     rec = record(rect("a", "cat", 10, 40, 50, 80), rect("m", "cat", 100, 40, 140, 80, in_mirror=True),
                  rect("b", "cat", 190, 40, 230, 80))
     a = by_attribute(rec, "a")
-    assert a["location"].value == "left" and "mirror" not in a
+    assert a["location"].phrase == "the left cat" and "mirror" not in a
+    assert by_attribute(rec, "b")["location"].phrase == "the right cat"
     assert by_attribute(rec, "m")["mirror"].value == "in_mirror"
+    # A big reflection does not make a real cat "the smaller cat".
+    rec3 = record(rect("a", "cat", 10, 40, 50, 80), rect("m", "cat", 80, 0, 180, 100, in_mirror=True),
+                  rect("b", "cat", 190, 40, 230, 80))
+    assert "size" not in by_attribute(rec3, "a")
     # Two reflections: "the cat in the mirror" is ambiguous; the one real cat is outside.
     rec2 = record(rect("a", "cat", 10, 40, 50, 80), rect("m1", "cat", 100, 40, 140, 80, in_mirror=True),
                   rect("m2", "cat", 190, 40, 230, 80, in_mirror=True))
@@ -262,6 +269,8 @@ def _resolve(gt, category, attribute, value, target):
     """The instances a listener who sees the ground truth would take the description to mean
     (``target`` is needed only for colours in a photo's own tones, which have no true name)."""
     peers = {k: g for k, g in gt.items() if g["category"] == category}
+    if attribute in ("location", "size"):  # a reflection is not another object
+        peers = {k: g for k, g in peers.items() if not g["in_mirror"]}
     n = len(peers)
     by_x = sorted(peers, key=lambda k: peers[k]["cx"])
     by_area = sorted(peers, key=lambda k: peers[k]["area"])
@@ -292,7 +301,7 @@ def _resolve(gt, category, attribute, value, target):
 def _clear_in_truth(gt, iid, attribute, value):
     """The claim holds with a margin in the true masks (not just by a pixel)."""
     me = gt[iid]
-    others = [g for k, g in gt.items() if k != iid and g["category"] == me["category"]]
+    others = [g for k, g in gt.items() if k != iid and g["category"] == me["category"] and not g["in_mirror"]]
     if attribute == "location":
         gaps = []
         for o in others:

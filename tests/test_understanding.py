@@ -72,12 +72,21 @@ def test_demo_scenes_give_all_three_ops(built):
         assert s.quality["passed"] and not s.quality["failed"]
 
 
+def _removed(record: ImageRecord, inst: Instance) -> np.ndarray:
+    """What removing ``inst`` takes away by ground truth: its mask and its reflection's."""
+    mask = inst.mask.copy()
+    for other in record.instances:
+        if other.attributes.get("reflection_of") == inst.id:
+            mask |= other.mask
+    return mask
+
+
 def test_edits_lie_inside_the_named_instance_dilated_mask(built):
     truth, items = built
     for s in _samples(items):
         gt = truth[s.provenance["record"]]
         inst = _instance(gt, s.target["instance"])
-        allowed = _dilate(inst.mask, DILATE)
+        allowed = _dilate(_removed(gt, inst), DILATE)
         if s.op == "replace":
             x0, y0, x1, y1 = (int(round(v)) for v in inst.box)
             box = np.zeros_like(inst.mask)
@@ -89,12 +98,65 @@ def test_edits_lie_inside_the_named_instance_dilated_mask(built):
         assert not (changed & ~s.mask).any()  # and inside the sample's own mask
 
 
+def test_the_hole_covers_the_whole_dilation(built):
+    """Lower bound as well as upper: a remove sample's mask is exactly the removed object (and
+    its reflection) dilated by ``DILATE`` px, minus the instances that stay."""
+    truth, items = built
+    removes = [s for s in _samples(items) if s.op == "remove"]
+    assert removes
+    for s in removes:
+        gt = truth[s.provenance["record"]]
+        removed = _removed(gt, _instance(gt, s.target["instance"]))
+        staying = np.zeros_like(removed)
+        for other in gt.instances:
+            staying |= other.mask & ~removed
+        expect = _dilate(removed, DILATE) & ~staying
+        assert np.array_equal(s.mask, expect), (s.instruction, int((s.mask ^ expect).sum()))
+
+
+def test_replacements_stand_on_the_removed_objects_ground_line(built):
+    """The pasted object's lowest row is the removed instance's lowest row (donor shapes differ
+    from the instances', so aligning the box tops instead would fail here)."""
+    truth, items = built
+    replaces = [s for s in _samples(items) if s.op == "replace"]
+    misfits = 0
+    for s in replaces:
+        inst = _instance(truth[s.provenance["record"]], s.target["instance"])
+        h = s.src.shape[0]
+        if inst.box[3] >= h - 1:
+            continue  # cut by the bottom border: the ground line is below the frame
+        assert abs(s.target["paste_box"][3] - inst.box[3]) <= 1, s.instruction
+        misfits += abs(s.target["paste_box"][1] - inst.box[1]) > 2
+    assert misfits >= 1  # at least one donor's height does not fill the box
+
+
+def test_an_object_and_its_reflection_stay_consistent(built):
+    """Reflections: removing an object removes its reflection; nothing reflected is replaced;
+    location and size never count a reflection."""
+    truth, items = built
+    reflected = 0
+    for s in _samples(items):
+        gt = truth[s.provenance["record"]]
+        inst = _instance(gt, s.target["instance"])
+        mirror = [o for o in gt.instances if o.attributes.get("reflection_of") == inst.id]
+        if s.op == "replace":
+            assert not mirror and not inst.attributes.get("in_mirror"), s.instruction
+        if mirror and s.op == "remove":
+            reflected += 1
+            assert (s.src[mirror[0].mask] != s.tgt[mirror[0].mask]).any(axis=1).mean() > 0.5, s.instruction
+        if s.target.get("attribute") in ("location", "size"):
+            assert not inst.attributes.get("in_mirror")
+    assert reflected >= 1
+    assert any(isinstance(q, Quarantined) and q.reason == "reflected" for q in items)
+
+
 def test_other_instances_are_unchanged(built):
     truth, items = built
     for s in _samples(items):
         gt = truth[s.provenance["record"]]
+        removed = _removed(gt, _instance(gt, s.target["instance"]))
         for other in gt.instances:
-            if other.id != s.target["instance"]:
+            if other.id != s.target["instance"] and not (other.mask & removed).any():
                 assert np.array_equal(s.src[other.mask], s.tgt[other.mask]), (s.instruction, other.id)
 
 
@@ -116,6 +178,8 @@ def test_referring_phrase_names_the_edited_instance(built):
         gt = truth[s.provenance["record"]]
         inst = _instance(gt, s.target["instance"])
         peers = _peers(gt, inst)
+        if s.target["attribute"] in ("location", "size"):  # a reflection is not another object
+            peers = [p for p in peers if not p.attributes.get("in_mirror")]
         attribute, value = s.target["attribute"], s.target["value"]
         assert s.target["phrase"] in s.instruction
         if attribute == "location":
@@ -311,6 +375,19 @@ def test_tiny_donor_is_not_blown_up():
     items = list(_builder(donors=[speck])(_two_balls()))
     assert _reasons(items) == {"donor_too_small": 2}
     assert Counter(s.op for s in _samples(items)) == {"remove": 2, "add": 2}
+
+
+def test_a_donor_that_would_be_a_sliver_is_not_chosen():
+    """A tall thin rocket in a ball's square box would cover a tenth of it: never chosen while a
+    donor that fills the box exists; with none, ``donor_misfit`` is counted."""
+    rgb = np.full((100, 8, 3), 200, np.uint8)
+    rocket = Donor("rocket", rgb, np.ones((100, 8), bool))
+    rec = _two_balls()
+    items = list(_builder(donors=[rocket])(rec))
+    assert _reasons(items) == {"donor_misfit": 2}
+    for seed in range(4):
+        replaced = [s for s in _samples(_builder(donors=[rocket, _cup()], seed=seed)(rec)) if s.op == "replace"]
+        assert len(replaced) == 2 and {s.target["new_category"] for s in replaced} == {"cup"}
 
 
 class _IdentityInpainter:

@@ -12,6 +12,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=non_negative_int, default=0, help="scene set and builder seed (default 0)")
     parser.add_argument("--root", default="data/demo", help="data folder (default data/demo)")
     parser.add_argument("--manifests", default="manifests", help="manifest folder (default manifests)")
+    parser.add_argument("--queue", default="review-queue",
+                        help="review queue folder for the reasoning candidates (default review-queue, "
+                             "the queue `publish-reviewed` reads)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -19,7 +22,8 @@ def run(args: argparse.Namespace) -> int:
     from datagen.demo import demo_jobs, sheet_path, summarize
     from datagen.jobs import run_job
 
-    jobs = demo_jobs(scenes=args.scenes, seed=args.seed, root=args.root, manifest_dir=args.manifests)
+    jobs = demo_jobs(scenes=args.scenes, seed=args.seed, root=args.root, manifest_dir=args.manifests,
+                     queue=args.queue)
     results = {}
     for job in jobs:
         print(f"{job.scenario}: {args.scenes} demo scenes ...", flush=True)

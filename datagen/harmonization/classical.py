@@ -4,7 +4,10 @@
    outside it -- ``reinhard`` (per-channel mean and standard deviation) or ``curves`` (per-channel
    quantile matching through 32 control points, a monotone tone curve like PIH's). ``strength``
    mixes original and matched colours: a full transfer would also repaint objects whose true
-   colour differs from their surroundings (a red apple on green grass), so the default is partial.
+   colour differs from their surroundings (a red apple on green grass), so the default is partial,
+   and chroma (a*, b*) moves only ``CHROMA_SHARE`` as far, at most ``MAX_CHROMA_SHIFT``: matching
+   lightness and contrast is what makes an object sit in the scene's light; taking on the ground's
+   hue makes it look like a tinted ghost.
 2. Blend: ``poisson`` (gradient-domain paste with ``cv2.seamlessClone`` over the foreground plus
    a ``band``-px margin: the colour jump at the object's edge disappears and the object's colours
    shift smoothly to meet the background), ``feather`` (the foreground's outer ``feather`` px fade into
@@ -29,6 +32,10 @@ BLENDS = ("poisson", "feather", "none")
 # flatten the object to a single colour, and a noisy ring would blow its contrast up.
 STD_RATIO_RANGE = (0.5, 2.0)
 CURVE_POINTS = 32
+# Share of the matched a*/b* (chroma) shift applied, and its cap in Lab units (lightness gets
+# the whole ``strength``): see ``match_colors``.
+CHROMA_SHARE = 0.3
+MAX_CHROMA_SHIFT = 6.0
 # cv2.seamlessClone erodes its mask with a 3x3 kernel, 3 iterations, before solving.
 SEAMLESS_ERODE = 3
 MIN_RING_PIXELS = 16
@@ -76,7 +83,11 @@ class ClassicalHarmonizer:
         lab = cv2.cvtColor(composite.astype(np.float32) / 255.0, cv2.COLOR_RGB2Lab)
         fg, ref = lab[fg_mask], lab[ring]
         matched = reinhard(fg, ref) if self.color == "reinhard" else match_curves(fg, ref)
-        lab[fg_mask] = fg + self.strength * (matched - fg)
+        shift = self.strength * (matched - fg)
+        # Chroma moves much less than lightness, and never far: the ring's hue is the ground's,
+        # not the light's, and a full transfer tints a pasted coin or person like a ghost of it.
+        shift[:, 1:] = np.clip(CHROMA_SHARE * shift[:, 1:], -MAX_CHROMA_SHIFT, MAX_CHROMA_SHIFT)
+        lab[fg_mask] = fg + shift
         rgb = cv2.cvtColor(lab, cv2.COLOR_Lab2RGB)
         out = composite.copy()
         out[fg_mask] = (np.clip(rgb[fg_mask], 0, 1) * 255).round().astype(np.uint8)

@@ -30,7 +30,7 @@ CATEGORIES: dict[str, tuple[str, str, list[tuple[str, tuple[str, ...]]]]] = {
         ("can read and write", ()),
         ("can drive a car", ()),
         ("can hold a conversation", ()),
-        ("wears clothes every day", ()),
+        ("can cook a meal from a recipe", ()),
     ]),
     # ------------------------------------------------------------------ vehicles
     "bicycle": ("vehicle", "bicycle", [
@@ -403,7 +403,7 @@ CATEGORIES: dict[str, tuple[str, str, list[tuple[str, tuple[str, ...]]]]] = {
         ("is used twice a day with toothpaste", ()),
     ]),
     "coin": ("object", "coin", [
-        ("is small round metal money", ()),
+        ("is used as pocket change", ()),
         ("is tossed to decide heads or tails", ()),
         ("is dropped into a piggy bank", ()),
     ]),

@@ -33,9 +33,15 @@ constants:
 * **count**: the only instance of its category (and not a reflection) is "the cup". This holds in
   a one-object image too; the paper's "multiple objects" case is the subset with other objects.
 
-Mirror handling for location and size: a reflection is a visible cat in the picture, so it
-competes (a real cat is "the left cat" only if it is left of every cat, reflections included), but
-a reflection itself is never named by location or size; "in the mirror" is its name.
+Mirror semantics (the paper's mirror category: "Remove the cat in the mirror"): a reflection is
+an image of a real object, not another object. It does not count for location or size (with two
+real people and one reflection, "the left person" is the left of the two real ones), it is never
+named by location or size itself ("in the mirror" is its name), and while an object's reflection
+is in the picture the short "the cat" is not used for it (a reader sees two cats; "the cat outside
+the mirror" is unambiguous). Colour still compares against reflections: a reflection that shows
+the same colour must not let "the red cat" point at two things. Editors keep an object and its
+reflection consistent (``datagen.understanding``: a removal takes the reflection with it, a
+replacement of a reflected object is not made).
 """
 from __future__ import annotations
 
@@ -137,7 +143,13 @@ def _clear_gap(a: _Facts, b: _Facts, image_width: float) -> bool:
     return b.cx - a.cx >= need
 
 
+def _real(peers: list[_Facts]) -> list[_Facts]:
+    """The peers that are objects, not reflections (see the module docstring)."""
+    return [f for f in peers if not f.in_mirror]
+
+
 def _location(scene: _Scene, target: _Facts, peers: list[_Facts]) -> str | None:
+    peers = _real(peers)
     n = len(peers)
     if target.in_mirror or n < 2:
         return None
@@ -168,6 +180,7 @@ def _size_label(values: list[float], target_index: int) -> str | None:
 
 
 def _size(target: _Facts, peers: list[_Facts]) -> str | None:
+    peers = _real(peers)
     if target.in_mirror or len(peers) < 2:
         return None
     index = peers.index(target)
@@ -275,14 +288,13 @@ def relation_to(record: ImageRecord, instance_id: str, anchor_id: str) -> str | 
 
 def anchor_phrase(record: ImageRecord, anchor_id: str, *, ignore: Iterable[str] = ()) -> str | None:
     """A unique noun phrase for ``anchor_id`` to hang a relation on ("Add a cat to the right of
-    *the cat*"): "the cat" when it is the only one of its category (reflections aside), else the
-    first referring expression (location, size, color, mirror order), else None."""
+    *the cat*"): "the cat" when it is the only one of its category and has no reflection in the
+    picture, else the first referring expression (location, size, color, mirror order), else None."""
     scene = _Scene(record, ignore)
     if anchor_id not in scene.facts:
         raise KeyError(f"record {record.id} has no instance {anchor_id!r} (or it is ignored)")
     target = scene.facts[anchor_id]
-    real_peers = [f for f in scene.peers(anchor_id) if not f.in_mirror]
-    if not target.in_mirror and real_peers == [target]:
+    if not target.in_mirror and scene.peers(anchor_id) == [target]:
         return f"the {target.instance.category}"
     found = _expressions(scene, anchor_id)
     return found[0].phrase if found else None

@@ -21,8 +21,10 @@ same inputs and settings yields the same keys (keys hash inputs, never output pi
 Skips (``Quarantined`` with these reasons): record level ``bad_image``, ``no_instances``,
 ``bad_box``, ``bad_mask``, ``mask_failed``; instance level ``no_description``,
 ``unknown_neighbour``, ``ambiguous_description`` (see ``knowledge``), ``ambiguous`` (several
-instances and no attribute tells this one apart), ``empty_mask``, ``tiny_instance``, ``no_op``;
-case level the editor's ``EditFailed`` reasons (``recolor_failed``, ``no_donor``, ``empty_paste``,
+instances and no attribute tells this one apart), ``empty_mask``, ``tiny_instance``, ``no_op``,
+``reflected`` (an object with a reflection in a mirror: an edit would leave the reflection
+showing the old object; a reflection itself is only removed);
+case level the editor's ``EditFailed`` reasons (``recolor_failed``, ``no_donor``, ``donor_misfit``, ``paste_too_small``, ``empty_paste``,
 ``no_value``) and ``quality:<check>``.
 """
 from __future__ import annotations
@@ -43,6 +45,7 @@ from datagen.instructions.templates import seeded_index
 from datagen.quality import QualityChecker, QualityReport
 from datagen.reasoning.editors import EditFailed, EditRequest, EditResult, build_editor
 from datagen.schema import EditSample, ImageRecord, Instance, Quarantined, record_problem, sample_key
+from datagen.understanding.scene import reflection_index
 
 DEFAULT_SD_CANDIDATES = 3
 
@@ -153,7 +156,12 @@ class ReasoningBuilder:
         if area < self.min_area:
             yield self._skip(record, inst, "tiny_instance", f"mask has {area} pixels (< {self.min_area})")
             return
+        if reflection_index(record, inst) is not None:  # mirror semantics: datagen.instructions.referring
+            yield self._skip(record, inst, "reflected", f"the {inst.category}'s reflection would not show the edit")
+            return
         ops = self._ops_for(record, inst)
+        if inst.attributes.get("in_mirror"):  # a reflection can vanish alone; recoloured it would disagree
+            ops = [op for op in ops if op == "remove"]
         if not ops:
             yield self._skip(record, inst, "no_op", f"none of {list(self.ops)} suits a {inst.category}")
             return

@@ -166,18 +166,26 @@ class ClassicalEditor:
         return EditResult(restrict(tgt, req.image, region), region, colour, info={"method": "hsv_hue"})
 
     def _replace(self, req: EditRequest, seed: int) -> EditResult:
-        from datagen.compositing import CompositingError, paste
+        from datagen.compositing import MIN_DONOR_FILL, MIN_PASTE_SIDE, CompositingError, fitted_area, paste
 
         donors = [d for d in self.donors if req.values and d.category == req.values[0]]
         if not donors:
             raise EditFailed("no_donor", f"no donor of category {req.values[:1]} for the {req.noun}")
-        donor = donors[seeded_index(len(donors), seed, "donor")]
+        area = MIN_DONOR_FILL * int(np.count_nonzero(req.object_mask))
+        fitting = [d for d in donors if fitted_area(d.mask, req.box, req.image.shape[:2]) >= area]
+        if not fitting:  # a sliver or a speck where the object was: nobody would see a replacement
+            raise EditFailed("donor_misfit", f"no {req.values[0]} fills {MIN_DONOR_FILL:.0%} of the {req.noun}'s "
+                                             "area in its box")
+        donor = fitting[seeded_index(len(fitting), seed, "donor")]
         hole = object_region(req)
         y1 = self.inpainter.inpaint(req.image, hole, seed=seed)
         try:
             pasted = paste(y1, donor.rgb, donor.mask, req.box, feather_px=self.feather_px, keep_out=req.keep_out)
         except CompositingError as exc:
             raise EditFailed(exc.reason, exc.detail) from exc
+        if min(pasted.placement.width, pasted.placement.height) < MIN_PASTE_SIDE:
+            raise EditFailed("paste_too_small", f"the {donor.category} would be {pasted.placement.width}x"
+                                                f"{pasted.placement.height} px (< {MIN_PASTE_SIDE} px on a side)")
         y4 = self.harmonizer.harmonize(pasted.image, pasted.mask, background=y1, alpha=pasted.alpha)
         edit = hole | (dilate(pasted.mask, self.harmonize_band_px) & ~req.keep_out)
         info = {"inpainter": _backend_info(self.inpainter), "harmonizer": _backend_info(self.harmonizer),

@@ -24,6 +24,7 @@ its pixels visible (60 % for a reflection, which the frame may crop). Ground tru
 
 * ``mask``: exactly the visible pixels of the object (HxW bool), ``box``: its tight XYXY box;
 * ``attributes["in_mirror"]``: True for the reflection, False for every other instance;
+  ``attributes["reflection_of"]``: on the reflection, the id of the real instance it shows;
 * ``attributes["color"]``: the palette name (``scene_paint.PALETTE``) of a recoloured instance,
   absent when the instance shows the photo's own colours.
 
@@ -46,7 +47,7 @@ from datagen.sources.base import Catalog
 from datagen.sources.coco_writer import write_coco
 from datagen.sources.cutouts import CATEGORIES, Cutout, all_cutouts
 
-__all__ = ["DemoScenes", "Donor", "donor_objects", "make_scene", "write_coco", "CATEGORIES"]
+__all__ = ["DemoScenes", "Donor", "donor_objects", "make_scene", "scene_without", "write_coco", "CATEGORIES"]
 
 SCENE_SIZES = ((512, 384), (448, 448), (384, 384), (512, 320), (448, 336))  # (W, H)
 MODES = ("location", "size", "color", "mirror")
@@ -193,16 +194,32 @@ def _mirror_rect(rng, W: int, H: int) -> tuple[int, int, int, int]:
 
 
 class _Canvas:
-    """The scene being painted: pixels, label map, and each label's full (unoccluded) area."""
+    """The scene being painted: pixels, label map, each label's full (unoccluded) area, and the
+    paints in order (so the scene can be repainted without some objects: the ground truth of a
+    removal)."""
 
     def __init__(self, image: np.ndarray):
         self.image = image
         self.labels = np.full(image.shape[:2], -1, np.int32)
         self.full_area: dict[int, int] = {}
+        self.plate: np.ndarray | None = None  # pixels before the first object: ground (+ mirror)
+        self.placed: list[tuple] = []
 
     def place(self, label, rgb, mask, x0, y0, clip=None):
+        if self.plate is None:
+            self.plate = self.image.copy()
         paint.paste(self.image, self.labels, rgb, mask, x0, y0, label, clip)
         self.full_area[label] = int(mask.sum())
+        self.placed.append((label, rgb, mask, x0, y0, clip))
+
+    def without(self, labels: set[int]) -> np.ndarray:
+        """The scene painted again leaving out ``labels``: HxWx3 uint8."""
+        image = (self.plate if self.plate is not None else self.image).copy()
+        scratch = np.full(image.shape[:2], -1, np.int32)
+        for label, rgb, mask, x0, y0, clip in self.placed:
+            if label not in labels:
+                paint.paste(image, scratch, rgb, mask, x0, y0, label, clip)
+        return image
 
 
 def _object_pixels(item: _Item, w: int, h: int, rng) -> tuple[np.ndarray, np.ndarray]:
@@ -215,21 +232,23 @@ def _object_pixels(item: _Item, w: int, h: int, rng) -> tuple[np.ndarray, np.nda
 
 
 def _render(rng, background, items, mirror_rect, shrink, overlap):
-    """One layout attempt. Returns (canvas, [(label, item, in_mirror)], ok)."""
+    """One layout attempt. Returns (canvas, [(label, item, reflects)], ok); ``reflects`` is the
+    label of the real object a reflection shows, None for a real object."""
     H, W = background.shape[:2]
     canvas = _Canvas(background.copy())
     boxes = _row_layout(rng, items, W, H, shrink, overlap)
-    drawn = [(k, it, False) for k, it in enumerate(items)]
+    drawn = [(k, it, None) for k, it in enumerate(items)]
     pixels = [_object_pixels(it, b[2], b[3], rng) for it, b in zip(items, boxes)]
     if mirror_rect is not None:
         interior = paint.draw_mirror(canvas.image, canvas.labels, mirror_rect, rng)
         _draw_reflection(rng, canvas, interior, items, boxes, pixels, label=len(items))
-        drawn.append((len(items), items[_nearest_real(items, boxes, interior)], True))
+        shown = _nearest_real(items, boxes, interior)
+        drawn.append((len(items), items[shown], shown))
     # Painter's order: objects standing lower in the picture are nearer, so drawn later.
     for k in sorted(range(len(items)), key=lambda k: boxes[k][1] + boxes[k][3]):
         rgb, mask = pixels[k]
         canvas.place(k, rgb, mask, boxes[k][0], boxes[k][1])
-    ok = all(_visible_enough(canvas, label, in_mirror) for label, _, in_mirror in drawn)
+    ok = all(_visible_enough(canvas, label, reflects is not None) for label, _, reflects in drawn)
     return canvas, drawn, ok
 
 
@@ -266,6 +285,17 @@ def make_scene(index: int, seed: int = 0) -> ImageRecord:
     instances with exact HxW bool masks and XYXY boxes, and ``meta["scene"]`` describing the
     choices made (mode, categories, ground, mirror rectangle, per-instance source photo).
     """
+    return _compose(index, seed)[0]
+
+
+def scene_without(index: int, seed: int, instance_ids) -> np.ndarray:
+    """Ground truth of a removal: demo scene ``(index, seed)`` painted without the instances
+    ``instance_ids`` (ids as in ``make_scene``), HxWx3 uint8 RGB. Objects they hid come back."""
+    _, canvas = _compose(index, seed)
+    return canvas.without({int(i) for i in instance_ids})
+
+
+def _compose(index: int, seed: int) -> tuple[ImageRecord, _Canvas]:
     rng = np.random.default_rng([int(seed), int(index)])
     W, H = SCENE_SIZES[int(rng.integers(len(SCENE_SIZES)))]
     mode = str(rng.choice(MODES, p=MODE_WEIGHTS))
@@ -280,11 +310,13 @@ def make_scene(index: int, seed: int = 0) -> ImageRecord:
         if ok:
             break
     instances, described = [], {}
-    for label, item, in_mirror in drawn:
+    for label, item, reflects in drawn:
         mask = canvas.labels == label
         if int(mask.sum()) < MIN_PIXELS:  # only if every attempt failed (not seen in 1,200 scenes)
             continue
-        attributes: dict = {"in_mirror": in_mirror}
+        attributes: dict = {"in_mirror": reflects is not None}
+        if reflects is not None:
+            attributes["reflection_of"] = str(reflects)
         if item.color:
             attributes["color"] = item.color
         iid = str(label)
@@ -296,7 +328,7 @@ def make_scene(index: int, seed: int = 0) -> ImageRecord:
         "ground": ground_name, "size": [W, H], "mirror": list(mirror_rect) if mirror_rect else None,
         "instances": described,
     }}
-    return ImageRecord(f"demo:s{int(seed)}:{int(index):05d}", canvas.image, instances, "demo", meta)
+    return ImageRecord(f"demo:s{int(seed)}:{int(index):05d}", canvas.image, instances, "demo", meta), canvas
 
 
 class DemoScenes(Catalog):

@@ -33,18 +33,25 @@ Decisions:
   (reason ``touches_border``).
 * Donors: a donor of any pixel size, also larger than the image, is scaled to the removed box (it
   is not a reason to skip); a donor that would have to be enlarged more than ``max_upscale`` times
-  is (``donor_too_small``: a blown-up cutout is a blur). Broken donors (empty mask, shape
+  is (``donor_too_small``: a blown-up cutout is a blur). A donor whose shape would cover less
+  than ``MIN_DONOR_FILL`` of the removed object's area in its box is not chosen (``donor_misfit``
+  when none fits). Broken donors (empty mask, shape
   mismatch) are set aside at start-up (``builder.donor_problems``) and never chosen.
 * Anchors for ``add``: remaining instances with a relation that holds by box geometry
   (``referring.relation_to``) and a phrase that is unique in y1; same category first, then by
   distance; never across the mirror plane (left/right of a reflection is not a statement about
-  the room). Removing a real instance leaves its reflection: "Remove the cat outside the
-  mirror" edits exactly what it names.
+  the room).
+* Mirrors (see ``datagen.instructions.referring`` for how reflections are named): an object and
+  its reflection (``attributes["reflection_of"]`` on the reflection) stay consistent. Removing the
+  object removes its reflection too ("Remove the cat outside the mirror" leaves no cat in the
+  mirror); a reflection alone may be removed ("Remove the cat in the mirror", as in the paper);
+  neither is replaced (``reflected``: a pasted donor has no mirror image).
 
 Skips are ``Quarantined`` (counted by the runner) with reasons: record level ``bad_image``,
 ``no_instances``, ``one_instance``, ``bad_box``, ``bad_mask``, ``mask_failed``; instance level
 ``empty_mask``, ``tiny_instance``, ``touches_border``, ``ambiguous``; per op ``no_anchor`` (add),
-``no_donor`` / ``donor_too_small`` / ``empty_paste`` (replace) and ``quality:<check>``.
+``reflected`` / ``no_donor`` / ``donor_misfit`` / ``donor_too_small`` / ``paste_too_small`` /
+``empty_paste`` (replace) and ``quality:<check>``.
 """
 from __future__ import annotations
 
@@ -56,7 +63,14 @@ import cv2
 import numpy as np
 
 import datagen
-from datagen.compositing import CompositingError, paste, touching_sides
+from datagen.compositing import (
+    MIN_DONOR_FILL,
+    MIN_PASTE_SIDE,
+    CompositingError,
+    fitted_area,
+    paste,
+    touching_sides,
+)
 from datagen.instructions.referring import Referring, referring_table
 from datagen.instructions.templates import (
     ADD_TEMPLATES,
@@ -73,6 +87,7 @@ from datagen.understanding.scene import (
     find_anchor,
     has_repeated_category,
     record_problem,
+    reflection_index,
     restrict_to,
     usable_refs,
     with_masks,
@@ -216,14 +231,20 @@ class UnderstandingBuilder:
         refs = usable_refs(record, inst, refs, truncated)
         if not refs:
             return self._skip(record, inst, "ambiguous", f"no attribute names this {inst.category} uniquely")
-        keep_out = coverage > mask  # covered by at least one other instance
+        mirrored = reflection_index(record, inst)
+        if mirrored is not None:  # the object goes, and so does its image in the mirror
+            mask = mask | masks[mirrored]
+        keep_out = coverage > mask  # covered by at least one instance that stays
         hole = dilate(mask, self.dilate_px) & ~keep_out
         if not (mask & hole).any():
             return self._skip(record, inst, "empty_mask", "the mask lies entirely under other instances' masks")
         seed = seeded_index(2**31 - 1, self.seed, record.id, inst.id, "inpaint")
         # Inpainters return pixels outside the hole unchanged (their contract); the quality
         # check ``background`` verifies it rather than this code silently repairing a backend.
-        y1 = self.inpainter.inpaint(record.image, hole, seed=seed)
+        # Backends that can keep other objects out of their source region (``opencv``) get them:
+        # shift-map or a fill's neighbourhood would otherwise drag a neighbour into the hole.
+        avoid = {"avoid": keep_out} if getattr(self.inpainter, "avoids_sources", False) else {}
+        y1 = self.inpainter.inpaint(record.image, hole, seed=seed, **avoid)
         report = self.quality.check_removal(record.image, y1, mask & hole, hole, category=inst.category)
         return _Removal(inst, refs, mask, hole, keep_out, y1, seed, report)
 
@@ -267,9 +288,15 @@ class UnderstandingBuilder:
 
     def _replace_sample(self, record: ImageRecord, rm: _Removal) -> EditSample | Quarantined:
         inst = rm.instance
-        donor = self._pick_donor(record, inst)
-        if donor is None:
+        if inst.attributes.get("in_mirror") or reflection_index(record, inst) is not None:
+            return self._skip(record, inst, "reflected", "an object and its mirror image would show different "
+                              "things (the donor has no reflection to paste)", "replace")
+        if not any(d.category != inst.category for d in self.donors):
             return self._skip(record, inst, "no_donor", f"no donor of a category other than {inst.category}", "replace")
+        donor = self._pick_donor(record, inst, int(np.count_nonzero(rm.object_mask)))
+        if donor is None:  # every donor's shape would come out a sliver in this box
+            return self._skip(record, inst, "donor_misfit",
+                              f"no donor fills {MIN_DONOR_FILL:.0%} of the {inst.category}'s area in its box", "replace")
         try:
             pasted = paste(rm.y1, donor.rgb, donor.mask, inst.box, feather_px=self.feather_px, keep_out=rm.keep_out)
         except CompositingError as exc:
@@ -278,6 +305,10 @@ class UnderstandingBuilder:
             return self._skip(record, inst, "donor_too_small",
                               f"donor {donor.category} would be enlarged {pasted.placement.scale:.1f}x "
                               f"(> {self.max_upscale}x)", "replace")
+        if min(pasted.placement.width, pasted.placement.height) < MIN_PASTE_SIDE:
+            return self._skip(record, inst, "paste_too_small",
+                              f"the {donor.category} would be {pasted.placement.width}x{pasted.placement.height} px "
+                              f"(< {MIN_PASTE_SIDE} px on a side)", "replace")
         y4 = self.harmonizer.harmonize(pasted.image, pasted.mask, background=rm.y1, alpha=pasted.alpha)
         # The harmonizer may blend a thin band around the object (Poisson); that band joins the
         # edit mask, minus the other instances, and anything it changed beyond is discarded so
@@ -309,8 +340,12 @@ class UnderstandingBuilder:
     def _pick_ref(self, record: ImageRecord, rm: _Removal, op: str) -> Referring:
         return rm.refs[seeded_index(len(rm.refs), self.seed, record.id, rm.instance.id, op, "attribute")]
 
-    def _pick_donor(self, record: ImageRecord, inst: Instance) -> PreparedDonor | None:
-        eligible = [d for d in self.donors if d.category != inst.category]
+    def _pick_donor(self, record: ImageRecord, inst: Instance, area: int) -> PreparedDonor | None:
+        """A donor of another category whose object, fitted into the instance's box, covers at
+        least ``MIN_DONOR_FILL`` of the instance's ``area`` (a tall rocket in a horse's wide box
+        would be a sliver nobody reads as "a rocket"); seeded choice among those."""
+        eligible = [d for d in self.donors if d.category != inst.category
+                    and fitted_area(d.mask, inst.box, record.image.shape[:2]) >= MIN_DONOR_FILL * area]
         if not eligible:
             return None
         return eligible[seeded_index(len(eligible), self.seed, record.id, inst.id, "donor")]

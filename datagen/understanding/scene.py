@@ -4,6 +4,7 @@
 * ``with_masks``: fill masker masks into box-only instances so referring expressions see them;
 * ``usable_refs``: drop expressions that truncation makes untrue;
 * ``find_anchor``: the remaining instance an "add" instruction is phrased against;
+* ``reflection_index``: the reflection of an instance in a mirror, when the source says so;
 * ``restrict_to``: keep an edit inside the pixels it may change.
 
 Images ``HxWx3 uint8 RGB``, masks ``HxW bool``, boxes ``XYXY`` float.
@@ -58,17 +59,28 @@ def find_anchor(record: ImageRecord, removed: Instance) -> tuple[Instance, str, 
 
     mirrored = bool(removed.attributes.get("in_mirror", False))
     cx, cy = centre(removed)
+    gone = {removed.id}  # removing an object removes its reflection with it
+    reflection = reflection_index(record, removed)
+    if reflection is not None:
+        gone.add(record.instances[reflection].id)
     others = [i for i in record.instances
-              if i.id != removed.id and bool(i.attributes.get("in_mirror", False)) == mirrored]
+              if i.id not in gone and bool(i.attributes.get("in_mirror", False)) == mirrored]
     others.sort(key=lambda i: (i.category != removed.category, (centre(i)[0] - cx) ** 2 + (centre(i)[1] - cy) ** 2))
     for other in others:
         relation = relation_to(record, removed.id, other.id)
         if relation is None:
             continue
-        phrase = anchor_phrase(record, other.id, ignore=[removed.id])
+        phrase = anchor_phrase(record, other.id, ignore=gone)
         if phrase is not None:
             return other, relation, phrase
     return None
+
+
+def reflection_index(record: ImageRecord, inst: Instance) -> int | None:
+    """Index in ``record.instances`` of the reflection that shows ``inst`` (an instance whose
+    ``attributes["reflection_of"]`` is ``inst.id``), or None."""
+    return next((k for k, i in enumerate(record.instances)
+                 if i.attributes.get("reflection_of") == inst.id and i.id != inst.id), None)
 
 
 def restrict_to(edited: np.ndarray, original: np.ndarray, allowed: np.ndarray) -> np.ndarray:

@@ -19,11 +19,12 @@ def test_flows_demo_and_plain_demo_write_the_same_samples(prefect_server, tmp_pa
     from datagen.shards import verify_manifest
     from flows.demo import demo
 
-    flow_report = demo(scenes=3, data=str(tmp_path / "flow" / "data"),
+    flow_report = demo(scenes=3, data=str(tmp_path / "flow" / "data"), queue=str(tmp_path / "flow" / "queue"),
                        manifest_dir=str(tmp_path / "flow" / "manifests"), batch_size=2)["report"]
     capsys.readouterr()
     assert datagen_main(["demo", "--scenes", "3", "--root", str(tmp_path / "plain" / "data"),
-                         "--manifests", str(tmp_path / "plain" / "manifests")]) == 0
+                         "--manifests", str(tmp_path / "plain" / "manifests"),
+                         "--queue", str(tmp_path / "plain" / "queue")]) == 0
     plain_report = capsys.readouterr().out
 
     for name in ("demo-perception", "demo-understanding"):
@@ -34,7 +35,7 @@ def test_flows_demo_and_plain_demo_write_the_same_samples(prefect_server, tmp_pa
     for run in ("flow", "plain"):
         sheet = tmp_path / run / "data" / "understanding" / "demo-understanding.contact-sheet.png"
         assert sheet.stat().st_size > 0
-        store = open_store(str(tmp_path / run / "data" / "review" / "queue.db"))
+        store = open_store(str(tmp_path / run / "queue" / "queue.db"))
         try:
             assert store.progress("nobody")["total"] > 0
         finally:

@@ -35,6 +35,7 @@ def test_counts_table_has_every_report_group():
     assert rows[("quarantine reason", "truncated")] == {"group": "quarantine reason", "name": "truncated",
                                                          "dataset": 1, "this_run": 0}
     assert rows[("category", "cat")]["dataset"] == 9
+    assert rows[("category", "cat")]["this_run"] is None  # not counted per run: unknown, not 0
     # Without a manifest (reasoning candidates) only this run's counts.
     assert "dataset" not in counts_table(stats)[0]
 
@@ -104,3 +105,39 @@ def test_transient_errors_are_retried_and_permanent_ones_fail_the_batch_not_the_
     assert (summary["batches_resumed"], summary["batches_run"]) == (2, 1)
     keys = committed_keys(tmp_path / "data")
     assert len(keys) == len(set(keys)) == summary["stats"]["samples_written"] > 0
+
+
+def test_weight_parameters_reach_each_learned_backends_weight_option():
+    """``--param inpainter_weights=PATH`` lands in the option the backend's builder reads."""
+    import inspect
+
+    from datagen.harmonization.pih import PihHarmonizer
+    from datagen.inpainting.lama import LamaInpainter
+    from datagen.inpainting.mat import MatInpainter
+    from datagen.inpainting.sd import SdInpainter
+    from datagen.masking.sam import SamMasker
+    from flows.params import WEIGHT_OPTION, UnderstandingBackends
+    from flows.understanding import job_config
+
+    builders = {"sam": SamMasker.from_checkpoint, "lama": LamaInpainter.from_checkpoint,
+                "mat": MatInpainter.from_checkout, "sd": SdInpainter.from_pretrained, "pih": PihHarmonizer.from_checkout}
+    assert set(builders) == set(WEIGHT_OPTION)
+    for backend, option in WEIGHT_OPTION.items():
+        assert option in inspect.signature(builders[backend]).parameters, backend
+
+    backends = UnderstandingBackends(masker="sam", masker_options={"model_type": "vit_b"}, inpainter="sd")
+    config = job_config("demo:4", "out", "x", None, "manifests", None, 0, 4, backends,
+                        weights={"masker": "/w/sam.pth", "inpainter": "/w/sd", "harmonizer": None})
+    assert config.backends["masker"].options == {"model_type": "vit_b", "checkpoint": "/w/sam.pth"}
+    assert config.backends["inpainter"].options == {"model_dir": "/w/sd"}
+    assert config.backends["harmonizer"].options == {}
+    with pytest.raises(ValueError, match="harmonizer_weights"):
+        job_config("demo:4", "out", "x", None, "manifests", None, 0, 4, UnderstandingBackends(),
+                   weights={"harmonizer": "/w/pih.pth"})
+
+
+def test_a_demo_source_drops_a_deployments_coco_image_folder():
+    from flows.params import catalog_images
+
+    assert catalog_images("demo:8", "/data/coco/val2017") is None
+    assert catalog_images("/data/coco/instances.json", "/data/coco/val2017") == "/data/coco/val2017"
