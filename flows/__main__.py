@@ -22,7 +22,7 @@ FLOWS = {
     "synth-perception": "flows.perception:synth_perception",
     "synth-reasoning": "flows.reasoning:synth_reasoning",
     "publish-reviewed": "flows.publish:publish_reviewed",
-    "import-dataset": "flows.importers:import_dataset",
+    "import-dataset": "flows.dataset_import:import_dataset",
     "demo": "flows.demo:demo",
 }
 

@@ -149,7 +149,8 @@ def synthesize(config: JobConfig, execution: Execution) -> dict:
     start = time.perf_counter()
     config = with_absolute_paths(config)
     batches = plan_batches(config)
-    resumed = {b.index: s for b in batches if (s := jobs.completed(config, b)) is not None}
+    fingerprint = config.fingerprint()  # once: it hashes the whole config
+    resumed = {b.index: s for b in batches if (s := jobs.completed(config, b, fingerprint=fingerprint)) is not None}
     todo = [b for b in batches if b.index not in resumed]
     logger.info("%d batches of up to %d records: %d finished earlier, %d to run",
                 len(batches), config.batch_size, len(resumed), len(todo))

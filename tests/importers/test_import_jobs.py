@@ -34,7 +34,7 @@ def test_every_registered_importer_is_listed_by_cli_flow_docs_and_deployments():
     docs = (ROOT / "docs" / "DATASETS.md").read_text()
     assert all(f"`{name}`" in docs for name in names), "docs/DATASETS.md must describe every importer"
     deployed = {d["parameters"]["dataset"] for d in yaml.safe_load((ROOT / "prefect.yaml").read_text())["deployments"]
-                if d["entrypoint"] == "flows/importers.py:import_dataset"}
+                if d["entrypoint"] == "flows/dataset_import.py:import_dataset"}
     assert deployed <= set(names)
     with pytest.raises(ValueError, match="choose one of"):
         importer_class("imagenet")
