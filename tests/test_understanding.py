@@ -448,3 +448,33 @@ def test_cli_reports_an_unavailable_backend(tmp_path, capsys):
     assert code == 2
     err = capsys.readouterr().err
     assert "checkpoint" in err and "--backend-opt" in err
+
+
+def test_a_batching_inpainter_fills_a_records_holes_in_one_call(monkeypatch):
+    # On a GPU the model must see a batch, not one hole at a time: a backend with
+    # ``inpaint_batch`` (LaMa here, the real backend on the tiny TorchScript model) gets every hole
+    # of a record in one call, and the samples equal those of one call per hole.
+    from tiny_models import tiny_backend_options
+
+    from datagen.sources.demo import donor_objects, make_scene
+
+    lama = build_inpainter("lama", **tiny_backend_options("inpainting", "lama"))
+    builder = UnderstandingBuilder(build_masker("annotation"), lama, build_harmonizer("classical"), donor_objects(),
+                                   dilate_px=DILATE, harmonize_band_px=BAND)
+    record = make_scene(1, 7)
+    calls = []
+    batched = lama.inpaint_batch
+
+    def counting(images, holes, **kw):
+        calls.append(len(holes))
+        return batched(images, holes, **kw)
+
+    monkeypatch.setattr(lama, "inpaint_batch", counting)
+    together = [s for s in builder(record) if isinstance(s, EditSample)]
+    assert len(calls) == 1 and calls[0] >= 2  # every removable instance of the scene, one call
+    monkeypatch.setattr(lama, "inpaint_batch", lambda images, holes, prompts, seeds: [
+        batched([i], [h], prompts=[p], seeds=[s])[0] for i, h, p, s in zip(images, holes, prompts, seeds)])
+    one_by_one = [s for s in builder(make_scene(1, 7)) if isinstance(s, EditSample)]
+    assert [s.key for s in together] == [s.key for s in one_by_one]
+    for a, b in zip(together, one_by_one):
+        assert np.array_equal(a.src, b.src) and np.array_equal(a.tgt, b.tgt)

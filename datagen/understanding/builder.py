@@ -80,6 +80,7 @@ from datagen.instructions.templates import (
     seeded_index,
     with_article,
 )
+from datagen.inpainting import inpaint_batch
 from datagen.quality import QualityChecker, QualityReport, dilate
 from datagen.schema import EditSample, ImageRecord, Instance, Quarantined, sample_key
 from datagen.understanding.donors import PreparedDonor, prepare_donors
@@ -95,6 +96,18 @@ from datagen.understanding.scene import (
 
 OPS = ("remove", "add", "replace")
 BORDER_POLICIES = ("clip", "skip")
+
+
+@dataclass
+class _Hole:
+    """One instance planned for removal, before inpainting."""
+
+    instance: Instance
+    refs: list[Referring]
+    object_mask: np.ndarray  # HxW bool, the masker's mask of the instance (and of its reflection)
+    hole: np.ndarray  # HxW bool, dilated mask minus the other instances
+    keep_out: np.ndarray  # HxW bool, every other instance's mask
+    seed: int
 
 
 @dataclass
@@ -188,14 +201,14 @@ class UnderstandingBuilder:
         table = referring_table(masked)
         truncated = {i.id for i in record.instances if any(touching_sides(i.box, record.image.shape[:2]).values())}
         coverage = masks.sum(axis=0, dtype=np.uint16)  # instances covering each pixel
-        for index, inst in enumerate(masked.instances):
-            if not self._is_candidate(masked, inst):
-                continue
-            removal = self._remove(masked, index, masks, coverage, table[inst.id], truncated)
-            if isinstance(removal, Quarantined):
-                yield removal
-                continue
-            yield from self._samples(masked, removal)
+        plans = [self._plan_removal(masked, index, masks, coverage, table[inst.id], truncated)
+                 for index, inst in enumerate(masked.instances) if self._is_candidate(masked, inst)]
+        removals = self._inpaint(masked, [p for p in plans if isinstance(p, _Hole)])
+        for plan in plans:
+            if isinstance(plan, Quarantined):
+                yield plan
+            else:
+                yield from self._samples(masked, removals[plan.instance.id])
 
     # ------------------------------------------------------------------ steps
 
@@ -216,9 +229,9 @@ class UnderstandingBuilder:
         suffix = f"/{op}" if op else ""
         return Quarantined(id=f"{record.id}/{inst.id}{suffix}", reason=reason, detail=detail, source=record.source)
 
-    def _remove(self, record: ImageRecord, index: int, masks: np.ndarray, coverage: np.ndarray,
-                refs: list[Referring], truncated: set[str]):
-        """Mask checks, then inpaint the hole once: ``_Removal`` or ``Quarantined``."""
+    def _plan_removal(self, record: ImageRecord, index: int, masks: np.ndarray, coverage: np.ndarray,
+                      refs: list[Referring], truncated: set[str]) -> "_Hole | Quarantined":
+        """Mask checks and the hole to fill for one instance: ``_Hole`` or ``Quarantined``."""
         inst = record.instances[index]
         mask = masks[index]
         area = int(np.count_nonzero(mask))
@@ -239,14 +252,30 @@ class UnderstandingBuilder:
         if not (mask & hole).any():
             return self._skip(record, inst, "empty_mask", "the mask lies entirely under other instances' masks")
         seed = seeded_index(2**31 - 1, self.seed, record.id, inst.id, "inpaint")
-        # Inpainters return pixels outside the hole unchanged (their contract); the quality
-        # check ``background`` verifies it rather than this code silently repairing a backend.
-        # Backends that can keep other objects out of their source region (``opencv``) get them:
-        # shift-map or a fill's neighbourhood would otherwise drag a neighbour into the hole.
-        avoid = {"avoid": keep_out} if getattr(self.inpainter, "avoids_sources", False) else {}
-        y1 = self.inpainter.inpaint(record.image, hole, seed=seed, **avoid)
-        report = self.quality.check_removal(record.image, y1, mask & hole, hole, category=inst.category)
-        return _Removal(inst, refs, mask, hole, keep_out, y1, seed, report)
+        return _Hole(inst, refs, mask, hole, keep_out, seed)
+
+    def _inpaint(self, record: ImageRecord, holes: list["_Hole"]) -> dict[str, _Removal]:
+        """Fill every planned hole of the record (one instance removed at a time, each from x1):
+        ``{instance id: _Removal}``.
+
+        Backends that batch (``inpaint_batch``: LaMa crops, SD) get the record's holes in one call,
+        so a GPU sees a batch, not one hole at a time; a batched item equals its single call.
+        Backends that can keep other objects out of their source region (``opencv``) get them one
+        by one instead: shift-map or a fill's neighbourhood would otherwise drag a neighbour into
+        the hole. Inpainters return pixels outside the hole unchanged (their contract); the
+        quality check ``background`` verifies it rather than this code silently repairing a backend.
+        """
+        if getattr(self.inpainter, "avoids_sources", False):
+            filled = [self.inpainter.inpaint(record.image, h.hole, seed=h.seed, avoid=h.keep_out) for h in holes]
+        else:
+            filled = inpaint_batch(self.inpainter, [record.image] * len(holes), [h.hole for h in holes],
+                                   seeds=[h.seed for h in holes])
+        out = {}
+        for h, y1 in zip(holes, filled):
+            report = self.quality.check_removal(record.image, y1, h.object_mask & h.hole, h.hole,
+                                                category=h.instance.category)
+            out[h.instance.id] = _Removal(h.instance, h.refs, h.object_mask, h.hole, h.keep_out, y1, h.seed, report)
+        return out
 
     def _samples(self, record: ImageRecord, rm: _Removal) -> Iterator[EditSample | Quarantined]:
         for op in self.ops:
