@@ -12,7 +12,8 @@ Checks (``src``/``tgt`` HxWx3 uint8 RGB, ``mask`` HxW bool, ``target["box"]`` XY
   outside the mask: structure outside the edit region is unchanged (complements PSNR, which a
   global brightness shift fails and a local blur barely moves).
 * ``changed``   - mean |tgt - src| inside the mask (grey levels): a no-op "edit" scores ~0.
-* ``location``  - IoU of the changed pixels' bounding box with the box of the instance the
+* ``location``  - IoU of the changed pixels' bounding box with the box (joined with its reflection's
+  ``target["reflection_box"]`` when the reflection went too) of the instance the
   instruction names: an edit applied to another instance scores ~0 (no weights needed).
 * ``add_side``  - ``add`` only: how far the added object's centre lies on the side of the anchor the
   instruction names, in anchor extents (> 0: the named side).
@@ -140,6 +141,12 @@ def box_of(mask: np.ndarray) -> list[float] | None:
     return None if w == 0 or h == 0 else [float(x), float(y), float(x + w), float(y + h)]
 
 
+def union_box(a, b) -> list[float]:
+    """The smallest XYXY box holding XYXY boxes ``a`` and ``b``."""
+    return [min(float(a[0]), float(b[0])), min(float(a[1]), float(b[1])),
+            max(float(a[2]), float(b[2])), max(float(a[3]), float(b[3]))]
+
+
 def side_offset(point: tuple[float, float], anchor_box, relation: str) -> float:
     """How far ``point`` (x, y) lies on ``relation``'s side of ``anchor_box``'s centre, in anchor
     extents: ``"to the right of"`` -> (x - cx) / width, ``"above"`` -> (cy - y) / height, ..."""
@@ -229,6 +236,9 @@ class PostEditChecker:
         # No verdict of its own: a feature for calibration (a half-done edit changes half the region).
         rep.scores["changed_share"] = round(float(changed[mask].mean()) if mask.any() else 0.0, 5)
         box = sample.target.get("box")
+        if box is not None and sample.target.get("reflection_box") is not None:
+            # The instance went with its reflection: the edit's place is the pair's joint box.
+            box = union_box(box, sample.target["reflection_box"])
         if box is not None:
             from datagen.detection import box_iou
 

@@ -108,6 +108,7 @@ class _Hole:
     hole: np.ndarray  # HxW bool, dilated mask minus the other instances
     keep_out: np.ndarray  # HxW bool, every other instance's mask
     seed: int
+    reflection_box: list[float] | None = None  # XYXY of the instance's reflection, removed with it
 
 
 @dataclass
@@ -122,6 +123,7 @@ class _Removal:
     y1: np.ndarray  # HxWx3 uint8, x1 with the hole inpainted
     inpaint_seed: int
     report: QualityReport
+    reflection_box: list[float] | None = None  # XYXY of the instance's reflection, removed with it
 
 
 def _package_versions() -> dict[str, str]:
@@ -245,14 +247,16 @@ class UnderstandingBuilder:
         if not refs:
             return self._skip(record, inst, "ambiguous", f"no attribute names this {inst.category} uniquely")
         mirrored = reflection_index(record, inst)
+        reflection_box = None
         if mirrored is not None:  # the object goes, and so does its image in the mirror
             mask = mask | masks[mirrored]
+            reflection_box = [float(v) for v in record.instances[mirrored].box]
         keep_out = coverage > mask  # covered by at least one instance that stays
         hole = dilate(mask, self.dilate_px) & ~keep_out
         if not (mask & hole).any():
             return self._skip(record, inst, "empty_mask", "the mask lies entirely under other instances' masks")
         seed = seeded_index(2**31 - 1, self.seed, record.id, inst.id, "inpaint")
-        return _Hole(inst, refs, mask, hole, keep_out, seed)
+        return _Hole(inst, refs, mask, hole, keep_out, seed, reflection_box)
 
     def _inpaint(self, record: ImageRecord, holes: list["_Hole"]) -> dict[str, _Removal]:
         """Fill every planned hole of the record (one instance removed at a time, each from x1):
@@ -274,7 +278,8 @@ class UnderstandingBuilder:
         for h, y1 in zip(holes, filled):
             report = self.quality.check_removal(record.image, y1, h.object_mask & h.hole, h.hole,
                                                 category=h.instance.category)
-            out[h.instance.id] = _Removal(h.instance, h.refs, h.object_mask, h.hole, h.keep_out, y1, h.seed, report)
+            out[h.instance.id] = _Removal(h.instance, h.refs, h.object_mask, h.hole, h.keep_out, y1, h.seed, report,
+                                          h.reflection_box)
         return out
 
     def _samples(self, record: ImageRecord, rm: _Removal) -> Iterator[EditSample | Quarantined]:
@@ -385,6 +390,8 @@ class UnderstandingBuilder:
                "attributes": [{"attribute": r.attribute, "value": r.value, "phrase": r.phrase} for r in rm.refs]}
         if ref is not None:
             out.update(attribute=ref.attribute, value=ref.value, phrase=ref.phrase)
+        if rm.reflection_box is not None:  # its reflection went too (remove / add of the pair)
+            out["reflection_box"] = rm.reflection_box
         return out
 
     def _sample(self, record, rm, op, src, tgt, mask, instruction, paraphrases, target, report,
