@@ -39,14 +39,20 @@ def overlay_mask(image: np.ndarray, mask: np.ndarray, rgb: Sequence[int], opacit
     if not 0.0 <= opacity <= 1.0:
         raise ValueError(f"opacity must be in [0, 1], got {opacity}")
     # A uint8 channel has 256 values: blend each once into a 256x3 table (the same float64
-    # arithmetic per value, so the same bytes) and look pixels up, instead of gathering every
-    # masked pixel as float64. About 8x faster on stuff regions covering half an image.
+    # arithmetic per value, so the same bytes) and look up only the mask's bounding box, instead
+    # of gathering every masked pixel as float64: 1.5x (half-image stuff regions) to 3x (objects)
+    # faster at 320x240, 8x on a 640x480 half-image region.
     values = np.arange(256, dtype=np.float64).reshape(256, 1)
     colour = np.asarray(rgb, dtype=np.float64).reshape(1, 3)
     table = np.floor((1.0 - opacity) * values + opacity * colour + 0.5).astype(np.uint8)
     out = image.copy()
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    if rows.size == 0:
+        return out
+    box = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
+    inside, region, painted = mask[box], image[box], out[box]
     for channel in range(3):
-        np.copyto(out[..., channel], table[:, channel].take(image[..., channel]), where=mask)
+        np.copyto(painted[..., channel], table[:, channel].take(region[..., channel]), where=inside)
     return out
 
 

@@ -56,9 +56,13 @@ def test_overlay_equals_per_pixel_formula_for_every_value():
     img = np.stack(np.meshgrid(values, values, indexing="ij"), -1)[..., [0, 1, 0]].copy()
     img[..., 2] = values[::-1][None, :]
     mask = np.random.default_rng(3).random(img.shape[:2]) < 0.7
+    corner = np.zeros_like(mask)  # a small region away from the edges, with a hole
+    corner[200:230, 17:90] = True
+    corner[210, 40] = False
+    cases = ((img, mask), (img[::3, 1::2], mask[::3, 1::2]), (img, corner), (img, np.zeros_like(mask)))
     for opacity in (0.0, 0.25, 1 / 3, 0.5, 0.7, 1.0):
         for rgb in ((0, 0, 0), (255, 255, 255), (13, 200, 77)):
-            for im, m in ((img, mask), (img[::3, 1::2], mask[::3, 1::2])):
+            for im, m in cases:
                 want = im.copy()
                 blended = (1.0 - opacity) * im[m].astype(np.float64) + opacity * np.array(rgb, np.float64)
                 want[m] = np.floor(blended + 0.5).astype(np.uint8)
