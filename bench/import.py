@@ -15,7 +15,10 @@ development machines share two cores between many jobs, and wall-clock rates the
 from one run to the next. Floor and import alternate ``--repeat`` times; the best rate of each
 counts, and the median of the paired ratios is printed beside it. Target: ratio >= 0.8.
 
-    .venv/bin/python bench/import.py [--n 64] [--repeat 5] [--datasets refcoco,cocostuff]
+``--stages`` also times the importer and the shard writer apart and prints, per sample, the
+floor's decoding and encoding and what the importer, the writer and the job add to them.
+
+    .venv/bin/python bench/import.py [--n 64] [--repeat 5] [--datasets refcoco,cocostuff] [--stages]
 """
 from __future__ import annotations
 
@@ -26,6 +29,7 @@ import pickle
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -33,8 +37,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from datagen.imageio import decode_image, encode_image, encode_mask  # noqa: E402
-from datagen.jobs import JobConfig, JobResult, clear_cache, run_job  # noqa: E402
-from datagen.shards import read_samples  # noqa: E402
+from datagen.jobs import JobConfig, JobResult, clear_cache, open_source, run_job  # noqa: E402
+from datagen.schema import EditSample  # noqa: E402
+from datagen.shards import ShardWriter, read_samples  # noqa: E402
 from tests.importers.fixtures import encode, scene  # noqa: E402
 
 W, H = 320, 240
@@ -194,41 +199,82 @@ def written_images(manifest: Path) -> tuple[list[np.ndarray], list[np.ndarray]]:
     return images, masks
 
 
-def floor_seconds(plan: list[list[bytes]], images: list[np.ndarray], masks: list[np.ndarray]) -> float:
-    """CPU seconds of the least any converter to these shards must do: decode every source file
-    (``plan``: each record's encoded inputs) once, encode every distinct image and every mask it
-    writes, and take the SHA-256 of those bytes (every shard's sidecar records one)."""
+def floor_seconds(plan: list[list[bytes]], images: list[np.ndarray], masks: list[np.ndarray]) -> tuple[float, float]:
+    """CPU seconds ``(decoding, encoding)`` of the least any converter to these shards must do:
+    decode every source file (``plan``: each record's encoded inputs) once, encode every distinct
+    image and every mask it writes, and take the SHA-256 of those bytes (every shard's sidecar
+    records one)."""
     start = time.process_time()
     for blobs in plan:
         for blob in blobs:
             decode_image(blob)
+    decoded = time.process_time()
     digest = hashlib.sha256()
     for image in images:
         digest.update(encode_image(image, "png"))
     for mask in masks:
         digest.update(encode_mask(mask))
     digest.digest()
-    return time.process_time() - start
+    return decoded - start, time.process_time() - decoded
+
+
+def _config(dataset: str, root: Path, options: dict, out: Path) -> JobConfig:
+    options = dict(options)
+    images = options.pop("images", None)
+    return JobConfig("import", source=str(root), images=images, out=str(out / "shards"),
+                     name=dataset.replace("-", "_"), manifest_dir=str(out / "manifests"), batch_size=64,
+                     builder_options={"dataset": dataset, **options})
 
 
 def import_seconds(dataset: str, root: Path, options: dict, out: Path) -> tuple[float, JobResult]:
     """CPU seconds of this process (all its threads) for one import job from scratch, with a
     fresh catalog: everything a user's ``python -m datagen import`` pays but interpreter start."""
     clear_cache()
-    options = dict(options)
-    images = options.pop("images", None)
-    config = JobConfig("import", source=str(root), images=images, out=str(out / "shards"),
-                       name=dataset.replace("-", "_"), manifest_dir=str(out / "manifests"), batch_size=64,
-                       builder_options={"dataset": dataset, **options})
+    config = _config(dataset, root, options, out)
     start = time.process_time()
     result = run_job(config)
     return time.process_time() - start, result
 
 
-def measure(dataset: str, folder: Path, n: int, repeat: int) -> tuple[int, float, float, float]:
-    """``(samples, import samples/cpu-s, floor samples/cpu-s, median paired ratio)``; rates are
-    the best of ``repeat`` interleaved runs (other jobs share the cores: the least disturbed run
-    is the closest to the code's own cost)."""
+def stage_seconds(dataset: str, root: Path, options: dict, out: Path) -> tuple[float, float]:
+    """CPU seconds ``(importer, writer)`` of the job's two stages run apart, in one thread: the
+    importer opening the dataset, loading every record and building its samples, then a
+    ``ShardWriter`` writing those samples. What a job costs beyond both is the job's own
+    (threads, batch marker, manifest, Parquet index)."""
+    clear_cache()
+    config = _config(dataset, root, options, out)
+    start = time.process_time()
+    importer = open_source(config)
+    built = [item for record_id in importer.ids() for item in importer(importer.load(record_id))]
+    samples = [item for item in built if isinstance(item, EditSample)]
+    loaded = time.process_time()
+    with ShardWriter(config.out, "stages", maxcount=config.maxcount, image_format=config.image_format) as writer:
+        for sample in samples:
+            writer.write(sample)
+    return loaded - start, time.process_time() - loaded
+
+
+@dataclass
+class Measured:
+    """Best-of-repeat CPU seconds of one dataset (``stages`` only with ``--stages``)."""
+
+    samples: int
+    decode: float
+    encode: float
+    job: float
+    median_ratio: float
+    importer: float = float("nan")
+    writer: float = float("nan")
+
+    @property
+    def ratio(self) -> float:
+        return (self.decode + self.encode) / self.job
+
+
+def measure(dataset: str, folder: Path, n: int, repeat: int, stages: bool) -> Measured:
+    """Floor and import timings of ``dataset`` at ``n`` records; each the best of ``repeat``
+    interleaved runs (other jobs share the cores: the least disturbed run is the closest to the
+    code's own cost), with the median of the paired floor/import ratios."""
     root, options, plan = MAKERS[dataset](folder, n)
     # An untimed first import: warms module imports (pyarrow, pycocotools...) and yields the
     # exact images the floor must encode.
@@ -236,14 +282,32 @@ def measure(dataset: str, folder: Path, n: int, repeat: int) -> tuple[int, float
     images, masks = written_images(reference.manifest)
     samples = reference.stats.samples_written
     assert samples == len(masks), f"{dataset}: {samples} samples written, {len(masks)} read back"
-    floors, imports = [], []
+    floors, imports, importers, writers = [], [], [], []
     for rep in range(repeat):
         floors.append(floor_seconds(plan, images, masks))
         seconds, result = import_seconds(dataset, root, options, folder / f"run{rep}")
         assert result.stats.samples_written == samples, f"{dataset}: a repeat wrote a different sample count"
         imports.append(seconds)
-    ratios = sorted(f / i for f, i in zip(floors, imports))
-    return samples, samples / min(imports), samples / min(floors), ratios[len(ratios) // 2]
+        if stages:
+            importer, writer = stage_seconds(dataset, root, options, folder / f"stages{rep}")
+            importers.append(importer)
+            writers.append(writer)
+    ratios = sorted(sum(f) / i for f, i in zip(floors, imports))
+    measured = Measured(samples, min(f[0] for f in floors), min(f[1] for f in floors), min(imports),
+                        ratios[len(ratios) // 2])
+    if stages:
+        measured.importer, measured.writer = min(importers), min(writers)
+    return measured
+
+
+def print_stages(dataset: str, m: Measured) -> None:
+    """Where an import's CPU goes beyond the floor, in ms per sample."""
+    per = 1e3 / m.samples
+    importer_extra = (m.importer - m.decode) * per
+    writer_extra = (m.writer - m.encode) * per
+    job_extra = (m.job - m.importer - m.writer) * per
+    print(f"{dataset:16s} {m.decode * per:7.2f} {m.encode * per:7.2f} {importer_extra:9.2f} "
+          f"{writer_extra:8.2f} {job_extra:6.2f} {m.job * per:7.2f}")
 
 
 def main(argv=None) -> int:
@@ -251,6 +315,9 @@ def main(argv=None) -> int:
     parser.add_argument("--n", type=int, default=64, help="records per dataset")
     parser.add_argument("--repeat", type=int, default=5, help="interleaved floor/import timings per dataset")
     parser.add_argument("--datasets", default=",".join(MAKERS), help="comma-separated subset to measure")
+    parser.add_argument("--stages", action="store_true",
+                        help="also time the importer and the shard writer apart and print where the CPU beyond "
+                             "the floor goes (ms per sample)")
     args = parser.parse_args(argv)
     from datagen.importers import importer_names
 
@@ -260,16 +327,24 @@ def main(argv=None) -> int:
     if unknown:
         parser.error(f"--datasets: unknown {unknown}; choose from {sorted(MAKERS)}")
     print(f"{'dataset':16s} {'samples':>7s} {'import/cpu-s':>12s} {'floor/cpu-s':>11s} {'ratio':>6s} {'median':>6s}")
-    worst = float("inf")
+    worst, results = float("inf"), {}
     with tempfile.TemporaryDirectory() as tmp:
         for dataset in chosen:
             folder = Path(tmp) / dataset
             folder.mkdir()
-            samples, rate, floor, median = measure(dataset, folder, args.n, args.repeat)
-            worst = min(worst, rate / floor)
-            print(f"{dataset:16s} {samples:7d} {rate:12.1f} {floor:11.1f} {rate / floor:6.2f} {median:6.2f}", flush=True)
+            m = results[dataset] = measure(dataset, folder, args.n, args.repeat, args.stages)
+            worst = min(worst, m.ratio)
+            print(f"{dataset:16s} {m.samples:7d} {m.samples / m.job:12.1f} {m.samples / (m.decode + m.encode):11.1f} "
+                  f"{m.ratio:6.2f} {m.median_ratio:6.2f}", flush=True)
     print(f"lowest ratio {worst:.2f} (target >= 0.8; ratio = best import rate / best floor rate, "
           f"median = median of the paired runs' ratios)")
+    if args.stages:
+        print("\nms per sample: the floor's decoding and encoding; beyond it: importer (reading annotations, "
+              "masks, overlays, colours, phrasing), writer (validation, content keys, metadata, tar, commit), "
+              "job (threads, marker, manifest, Parquet index)")
+        print(f"{'dataset':16s} {'decode':>7s} {'encode':>7s} {'+importer':>9s} {'+writer':>8s} {'+job':>6s} {'import':>7s}")
+        for dataset, m in results.items():
+            print_stages(dataset, m)
     return 0
 
 
