@@ -236,8 +236,9 @@ def import_seconds(dataset: str, root: Path, options: dict, out: Path) -> tuple[
     return time.process_time() - start, result
 
 
-def stage_seconds(dataset: str, root: Path, options: dict, out: Path) -> tuple[float, float]:
-    """CPU seconds ``(importer, writer)`` of the job's two stages timed apart, in one thread: the
+def stage_seconds(dataset: str, root: Path, options: dict, out: Path) -> tuple[float, float, int]:
+    """CPU seconds ``(importer, writer)`` of the job's two stages timed apart, in one thread, and
+    the number of src/tgt images the writer encoded (the floor must encode as many): the
     importer opening the dataset, loading each record and building its samples, and a
     ``ShardWriter`` writing them, record by record (as the job does, so memory is reused the same
     way). What a job costs beyond both is the job's own (threads, marker, manifest, Parquet index)."""
@@ -255,7 +256,8 @@ def stage_seconds(dataset: str, root: Path, options: dict, out: Path) -> tuple[f
                 writer.write(sample)
             start = time.process_time()
             writer_s += start - built_at
-    return importer_s, writer_s + time.process_time() - start  # closing commits the last shard
+    # Closing commits the last shard.
+    return importer_s, writer_s + time.process_time() - start, writer.encoder.encoded
 
 
 @dataclass
@@ -293,7 +295,8 @@ def measure(dataset: str, folder: Path, n: int, repeat: int, stages: bool) -> Me
         assert result.stats.samples_written == samples, f"{dataset}: a repeat wrote a different sample count"
         imports.append(seconds)
         if stages:
-            importer, writer = stage_seconds(dataset, root, options, folder / f"stages{rep}")
+            importer, writer, encoded = stage_seconds(dataset, root, options, folder / f"stages{rep}")
+            assert encoded == len(images), f"{dataset}: the writer encoded {encoded} images, the floor {len(images)}"
             importers.append(importer)
             writers.append(writer)
     ratios = sorted(sum(f) / i for f, i in zip(floors, imports))
