@@ -1,7 +1,9 @@
 """Importer throughput against the floor: the bare decode + encode of the same images.
 
 For each dataset a synthetic copy in its released format is written (N records of 320x240
-images) and imported through the real job (``datagen.jobs``, scenario ``import``, PNG shards).
+images: crops of the photographs bundled with scikit-image, or with ``--content flat`` smooth
+synthetic gradients) and imported through the real job (``datagen.jobs``, scenario ``import``,
+PNG shards).
 The floor is the least any converter to these shards must do for the same records, and is
 measured on exactly what the import wrote (read back from its shards, untimed): decode every
 source file once, encode every distinct src/tgt image once and every mask, and SHA-256 the
@@ -18,7 +20,7 @@ counts, and the median of the paired ratios is printed beside it. Target: ratio 
 ``--stages`` also times the importer and the shard writer apart and prints, per sample, the
 floor's decoding and encoding and what the importer, the writer and the job add to them.
 
-    .venv/bin/python bench/import.py [--n 64] [--repeat 5] [--datasets refcoco,cocostuff] [--stages]
+    .venv/bin/python bench/import.py [--n 64] [--repeat 5] [--datasets refcoco,cocostuff] [--content flat] [--stages]
 """
 from __future__ import annotations
 
@@ -46,18 +48,41 @@ W, H = 320, 240
 BOX = (40, 40, 120, 160)  # x0, y0, x1, y1 of the marked object in every scene
 
 
-def _scene(i: int) -> np.ndarray:
-    img = scene(i, W, H)
+CONTENTS = ("photo", "flat")
+_PHOTOS: list[np.ndarray] = []
+
+
+def _photos() -> list[np.ndarray]:
+    """Photographs bundled with scikit-image (no download), loaded once."""
+    if not _PHOTOS:
+        from skimage import data
+
+        _PHOTOS.extend(getattr(data, name)() for name in ("astronaut", "chelsea", "coffee", "rocket"))
+    return _PHOTOS
+
+
+def _scene(i: int, content: str) -> np.ndarray:
+    """HxWx3 uint8 scene ``i`` with a blue box at ``BOX``: a seeded crop of a photograph
+    (``photo``: compresses, hence encodes, like the datasets' own images) or a smooth synthetic
+    gradient (``flat``: PNG makes it ~40x smaller and encodes it ~7x faster than a photograph, so
+    encoding weighs far less against everything else)."""
+    if content == "photo":
+        photo = _photos()[i % len(_photos())]
+        rng = np.random.default_rng(i)
+        top, left = (int(rng.integers(0, photo.shape[k] - size + 1)) for k, size in ((0, H), (1, W)))
+        img = photo[top:top + H, left:left + W].copy()
+    else:
+        img = scene(i, W, H)
     x0, y0, x1, y1 = BOX
     img[y0:y1, x0:x1] = (20 + i % 50, 40, 200)
     return img
 
 
-def _coco(root: Path, images: Path, n: int) -> list[bytes]:
+def _coco(root: Path, images: Path, n: int, content: str) -> list[bytes]:
     images.mkdir(parents=True, exist_ok=True)
     files = []
     for i in range(n):
-        data = encode(_scene(i), "JPEG")
+        data = encode(_scene(i, content), "JPEG")
         (images / f"COCO_train2014_{i:012d}.jpg").write_bytes(data)
         files.append(data)
     x0, y0, x1, y1 = BOX
@@ -76,30 +101,30 @@ def _refs(n: int, multi: bool) -> list[dict]:
             for i in range(n)]
 
 
-def make_refcoco(tmp: Path, n: int):
+def make_refcoco(tmp: Path, n: int, content: str):
     root, images = tmp / "refcoco", tmp / "coco" / "train2014"
     root.mkdir(parents=True)
-    files = _coco(root, images, n)
+    files = _coco(root, images, n, content)
     with open(root / "refs(unc).p", "wb") as f:
         pickle.dump(_refs(n, False), f, protocol=2)
     return root, {"images": str(images)}, [[b] for b in files]
 
 
-def make_grefcoco(tmp: Path, n: int):
+def make_grefcoco(tmp: Path, n: int, content: str):
     root, images = tmp / "grefcoco", tmp / "coco" / "train2014"
     root.mkdir(parents=True)
-    files = _coco(root, images, n)
+    files = _coco(root, images, n, content)
     (root / "grefs(unc).json").write_text(json.dumps(_refs(n, True)))
     return root, {"images": str(images)}, [[b] for b in files]
 
 
-def make_reasonseg(tmp: Path, n: int):
+def make_reasonseg(tmp: Path, n: int, content: str):
     root = tmp / "ReasonSeg" / "train"
     root.mkdir(parents=True)
     x0, y0, x1, y1 = BOX
     plan = []
     for i in range(n):
-        data = encode(_scene(i), "JPEG")
+        data = encode(_scene(i, content), "JPEG")
         (root / f"{i:05d}.jpg").write_bytes(data)
         (root / f"{i:05d}.json").write_text(json.dumps({"text": ["what can be read?", "the book"], "is_sentence": True,
                                                         "shapes": [{"label": "target", "points": [[x0, y0], [x1, y0], [x1, y1], [x0, y1]]}]}))
@@ -107,7 +132,7 @@ def make_reasonseg(tmp: Path, n: int):
     return root.parent, {}, plan
 
 
-def make_cocostuff(tmp: Path, n: int):
+def make_cocostuff(tmp: Path, n: int, content: str):
     from PIL import Image
 
     maps, images = tmp / "maps" / "train2017", tmp / "images" / "train2017"
@@ -118,7 +143,7 @@ def make_cocostuff(tmp: Path, n: int):
     plan = []
     for i in range(n):
         Image.fromarray(labels).save(maps / f"{i:012d}.png")
-        data = encode(_scene(i), "JPEG")
+        data = encode(_scene(i, content), "JPEG")
         (images / f"{i:012d}.jpg").write_bytes(data)
         plan.append([data, (maps / f"{i:012d}.png").read_bytes()])
     return maps, {"images": str(images)}, plan
@@ -128,7 +153,7 @@ def _struct(data: bytes) -> dict:
     return {"bytes": data, "path": "x.png"}
 
 
-def make_instructpix2pix(tmp: Path, n: int):
+def make_instructpix2pix(tmp: Path, n: int, content: str):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -136,7 +161,7 @@ def make_instructpix2pix(tmp: Path, n: int):
     root.mkdir()
     rows, plan = [], []
     for i in range(n):
-        src, tgt = encode(_scene(i)), encode(255 - _scene(i))
+        src, tgt = encode(_scene(i, content)), encode(255 - _scene(i, content))
         rows.append({"original_prompt": "a", "original_image": _struct(src), "edit_prompt": "invert it",
                      "edited_prompt": "b", "edited_image": _struct(tgt)})
         plan.append([src, tgt])
@@ -144,7 +169,7 @@ def make_instructpix2pix(tmp: Path, n: int):
     return root, {}, plan
 
 
-def make_magicbrush(tmp: Path, n: int):
+def make_magicbrush(tmp: Path, n: int, content: str):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -153,7 +178,7 @@ def make_magicbrush(tmp: Path, n: int):
     rows, plan = [], []
     x0, y0, x1, y1 = BOX
     for i in range(n):
-        img = _scene(i)
+        img = _scene(i, content)
         painted = img.copy()
         painted[y0:y1, x0:x1] = 255
         src, tgt, mask = encode(img), encode(255 - img), encode(painted)
@@ -164,7 +189,7 @@ def make_magicbrush(tmp: Path, n: int):
     return root, {}, plan
 
 
-def make_reason_edit(tmp: Path, n: int):
+def make_reason_edit(tmp: Path, n: int, content: str):
     folder = tmp / "Reason-Edit" / "1-Left-Right"
     folder.mkdir(parents=True)
     mask = np.zeros((H, W, 3), np.uint8)
@@ -172,7 +197,7 @@ def make_reason_edit(tmp: Path, n: int):
     mask[y0:y1, x0:x1] = 255
     plan = []
     for i in range(n):
-        data, mdata = encode(_scene(i)), encode(mask)
+        data, mdata = encode(_scene(i, content)), encode(mask)
         (folder / f"{i:05d}.png").write_bytes(data)
         (folder / f"{i:05d}_mask.png").write_bytes(mdata)
         plan.append([data, mdata])
@@ -277,11 +302,11 @@ class Measured:
         return (self.decode + self.encode) / self.job
 
 
-def measure(dataset: str, folder: Path, n: int, repeat: int, stages: bool) -> Measured:
+def measure(dataset: str, folder: Path, n: int, repeat: int, stages: bool, content: str = "photo") -> Measured:
     """Floor and import timings of ``dataset`` at ``n`` records; each the best of ``repeat``
     interleaved runs (other jobs share the cores: the least disturbed run is the closest to the
     code's own cost), with the median of the paired floor/import ratios."""
-    root, options, plan = MAKERS[dataset](folder, n)
+    root, options, plan = MAKERS[dataset](folder, n, content)
     # An untimed first import: warms module imports (pyarrow, pycocotools...) and yields the
     # exact images the floor must encode.
     _, reference = import_seconds(dataset, root, options, folder / "reference")
@@ -322,6 +347,8 @@ def main(argv=None) -> int:
     parser.add_argument("--n", type=int, default=64, help="records per dataset")
     parser.add_argument("--repeat", type=int, default=5, help="interleaved floor/import timings per dataset")
     parser.add_argument("--datasets", default=",".join(MAKERS), help="comma-separated subset to measure")
+    parser.add_argument("--content", choices=CONTENTS, default="photo",
+                        help="scene images: crops of photographs (default) or smooth synthetic gradients")
     parser.add_argument("--stages", action="store_true",
                         help="also time the importer and the shard writer apart and print where the CPU beyond "
                              "the floor goes (ms per sample)")
@@ -333,13 +360,14 @@ def main(argv=None) -> int:
     unknown = sorted(set(chosen) - set(MAKERS))
     if unknown:
         parser.error(f"--datasets: unknown {unknown}; choose from {sorted(MAKERS)}")
+    print(f"{args.content} scenes, {args.n} records per dataset, best of {args.repeat}")
     print(f"{'dataset':16s} {'samples':>7s} {'import/cpu-s':>12s} {'floor/cpu-s':>11s} {'ratio':>6s} {'median':>6s}")
     worst, results = float("inf"), {}
     with tempfile.TemporaryDirectory() as tmp:
         for dataset in chosen:
             folder = Path(tmp) / dataset
             folder.mkdir()
-            m = results[dataset] = measure(dataset, folder, args.n, args.repeat, args.stages)
+            m = results[dataset] = measure(dataset, folder, args.n, args.repeat, args.stages, args.content)
             worst = min(worst, m.ratio)
             print(f"{dataset:16s} {m.samples:7d} {m.samples / m.job:12.1f} {m.samples / (m.decode + m.encode):11.1f} "
                   f"{m.ratio:6.2f} {m.median_ratio:6.2f}", flush=True)

@@ -21,7 +21,7 @@ def test_floor_encodes_what_every_importer_writes(tmp_path):
         folder = tmp_path / dataset
         folder.mkdir()
         # With stages, measure asserts that the shard writer encoded exactly the floor's images.
-        m = bench.measure(dataset, folder, 3, 1, True)
+        m = bench.measure(dataset, folder, 3, 1, True, "photo")
         assert m.samples >= 3, dataset
         per_record = {"refcoco": 2, "grefcoco": 2, "reasonseg": 2, "cocostuff": 2}.get(dataset, 1)
         assert m.samples == 3 * per_record, dataset
