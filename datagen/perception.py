@@ -40,8 +40,8 @@ def overlay_mask(image: np.ndarray, mask: np.ndarray, rgb: Sequence[int], opacit
         raise ValueError(f"opacity must be in [0, 1], got {opacity}")
     # A uint8 channel has 256 values: blend each once into a 256x3 table (the same float64
     # arithmetic per value, so the same bytes) and look up only the mask's bounding box, instead
-    # of gathering every masked pixel as float64: 1.5x (half-image stuff regions) to 3x (objects)
-    # faster at 320x240, 8x on a 640x480 half-image region.
+    # of gathering every masked pixel as float64 -- that gather was the largest cost of importing
+    # COCO-Stuff, whose regions cover half an image (bench/import.py --stages, "+importer").
     values = np.arange(256, dtype=np.float64).reshape(256, 1)
     colour = np.asarray(rgb, dtype=np.float64).reshape(1, 3)
     table = np.floor((1.0 - opacity) * values + opacity * colour + 0.5).astype(np.uint8)
