@@ -49,6 +49,26 @@ def test_overlay_blends_inside_and_keeps_outside():
         overlay_mask(img, mask, (0, 0, 0), 1.5)
 
 
+def test_overlay_equals_per_pixel_formula_for_every_value():
+    """The table lookup gives the docstring's formula, computed per pixel in float64, for every
+    uint8 value of every channel, on a strided (non-contiguous) view as well."""
+    values = np.arange(256, dtype=np.uint8)
+    img = np.stack(np.meshgrid(values, values, indexing="ij"), -1)[..., [0, 1, 0]].copy()
+    img[..., 2] = values[::-1][None, :]
+    mask = np.random.default_rng(3).random(img.shape[:2]) < 0.7
+    corner = np.zeros_like(mask)  # a small region away from the edges, with a hole
+    corner[200:230, 17:90] = True
+    corner[210, 40] = False
+    cases = ((img, mask), (img[::3, 1::2], mask[::3, 1::2]), (img, corner), (img, np.zeros_like(mask)))
+    for opacity in (0.0, 0.25, 1 / 3, 0.5, 0.7, 1.0):
+        for rgb in ((0, 0, 0), (255, 255, 255), (13, 200, 77)):
+            for im, m in cases:
+                want = im.copy()
+                blended = (1.0 - opacity) * im[m].astype(np.float64) + opacity * np.array(rgb, np.float64)
+                want[m] = np.floor(blended + 0.5).astype(np.uint8)
+                assert np.array_equal(overlay_mask(im, m, rgb, opacity), want), (opacity, rgb)
+
+
 def test_builder_emits_marks_and_skips_with_reasons():
     rec = scene()
     out = list(PerceptionBuilder(seed=0)(rec))

@@ -10,7 +10,7 @@ from typing import Sequence
 
 import numpy as np
 
-from datagen.instructions.colors import MARK_COLORS, instance_color
+from datagen.instructions.colors import MARK_COLORS, color_name
 from datagen.instructions.templates import choose, mark_instruction, seeded_index
 from datagen.perception import overlay_mask
 from datagen.schema import EditSample, ImageRecord
@@ -29,13 +29,12 @@ def region_colour(image: np.ndarray, mask: np.ndarray) -> str | None:
     """Colour name of ``mask``'s pixels (HxW bool) in ``image`` (HxWx3 uint8); None when the mask
     is empty or no colour dominates. Computed once per record: every sentence of it shares the mask.
     A vote over at most ``COLOUR_VOTES`` evenly spread pixels names the same majority colour as
-    one over all of them (stuff regions cover half an image) at a fraction of the cost."""
+    one over all of them (stuff regions cover half an image) at a fraction of the cost; the voters
+    are gathered by index, in raster order, without a full-size mask of them."""
     where = np.flatnonzero(mask)
     if where.size == 0:
         return None
-    sparse = np.zeros(mask.size, dtype=bool)
-    sparse[where[:: max(1, where.size // COLOUR_VOTES)]] = True
-    return instance_color(image, sparse.reshape(mask.shape))
+    return color_name(image.reshape(-1, 3)[where[:: max(1, where.size // COLOUR_VOTES)]])
 
 
 def pick_colour(own: str | None, *, seed: int, key: Sequence, expression: str = "",
