@@ -212,6 +212,10 @@ def _build_builder(config: JobConfig):
     if config.scenario == "perception":
         from datagen.perception import PerceptionBuilder
 
+        if "masker" in config.backends:  # masks for box-only (detected) instances
+            from datagen.masking import build_masker
+
+            options["masker"] = build_masker(config.backends["masker"].name, **config.backends["masker"].options)
         return PerceptionBuilder(seed=config.seed, **options)
     if config.scenario == "understanding":
         from datagen.understanding import build_understanding

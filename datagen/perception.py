@@ -79,7 +79,9 @@ class PerceptionBuilder:
     ``colors``: ``(name, (r, g, b))`` overlay palette; ``seed``: varies attribute, template and
     colour choices (deterministically per record and instance); ``opacity``: overlay alpha;
     ``min_area``: smallest mask (pixels) worth marking. ``min_contrast``: smallest CIE76 delta E
-    a mark must make to the instance's mean colour (``mark_contrast``).
+    a mark must make to the instance's mean colour (``mark_contrast``). ``masker``: a
+    ``datagen.masking`` backend that masks box-only instances (detected ones, ``--detect``), one
+    call per record; without it a box-only instance is skipped as ``no_mask``.
     """
 
     name = "perception"
@@ -91,6 +93,7 @@ class PerceptionBuilder:
         opacity: float = 0.5,
         min_area: int = 16,
         min_contrast: float = 40.0,
+        masker=None,
     ):
         if not colors:
             raise ValueError("colors must name at least one overlay colour")
@@ -99,6 +102,7 @@ class PerceptionBuilder:
         self.opacity = float(opacity)
         self.min_area = int(min_area)
         self.min_contrast = float(min_contrast)
+        self.masker = masker
 
     def settings(self) -> dict:
         """What determines the samples (part of every key and of the manifest)."""
@@ -108,9 +112,15 @@ class PerceptionBuilder:
             "opacity": self.opacity,
             "min_area": self.min_area,
             "min_contrast": self.min_contrast,
+            **({"masker": self.masker.settings()} if self.masker is not None else {}),
         }
 
     def __call__(self, record: ImageRecord) -> Iterator[EditSample | Quarantined]:
+        if self.masker is not None and any(i.mask is None for i in record.instances):
+            from datagen.understanding.scene import with_masks
+
+            boxes = np.array([i.box for i in record.instances], dtype=np.float64).reshape(-1, 4)
+            record = with_masks(record, self.masker.masks(record.image, boxes, [i.mask for i in record.instances]))
         table = referring_table(record)
         for inst in record.instances:
             skip = self._skip_reason(inst, table[inst.id])

@@ -81,6 +81,33 @@ class ReasoningBackends(_Model):
     editor_options: dict[str, Any] = Field(default_factory=dict, description=_OPTIONS_HELP)
 
 
+class Detection(_Model):
+    """Instances from an open-vocabulary detector, for image folders nobody annotated (the CLI's
+    ``--detect``). With no categories the catalog's own annotations are used."""
+
+    categories: list[str] = Field(default_factory=list, description="categories to detect, e.g. [\"cat\", \"dog\", \"cup\"]; empty = use the catalog's annotations")
+    detector: Literal["owlv2", "grounding_dino"] = Field("owlv2", description="open-vocabulary detector (transformers)")
+    model_dir: str | None = Field(None, description="local folder of the detector's weights (no hub access)")
+    threshold: float = Field(0.3, ge=0.0, le=1.0, description="lowest detection score kept")
+
+    def backend(self):
+        """The job's ``detector`` stage (``datagen.jobs.Backend``), or None without categories."""
+        from datagen.jobs import Backend
+
+        if not self.categories:
+            return None
+        options: dict[str, Any] = {"prompts": list(self.categories), "threshold": self.threshold}
+        if self.model_dir:
+            options["model_dir"] = self.model_dir
+        return Backend(self.detector, options)
+
+
+def with_detector(backends: dict, detection: "Detection") -> dict:
+    """``backends`` (stage -> ``Backend``) plus the ``detector`` stage ``detection`` asks for."""
+    detector = detection.backend()
+    return {**backends, "detector": detector} if detector is not None else dict(backends)
+
+
 class Execution(_Model):
     """Where and how batches run. The default runs batches one after another inside the flow-run
     process (models loaded once and reused); ``dask`` fans them out over a Dask cluster, as many at

@@ -4,10 +4,12 @@
 """
 from __future__ import annotations
 
+from typing import Any
+
 from prefect import flow
 
-from datagen.jobs import JobConfig
-from flows.params import Execution, catalog_images
+from datagen.jobs import Backend, JobConfig
+from flows.params import Detection, Execution, MaskerName, catalog_images, with_detector
 from flows.tasks import serial_runner, synthesize
 
 
@@ -22,6 +24,9 @@ def synth_perception(
     seed: int = 0,
     batch_size: int = 16,
     opacity: float = 0.5,
+    detection: Detection = Detection(),
+    masker: MaskerName | None = None,
+    masker_options: dict[str, Any] | None = None,
     execution: Execution = Execution(),
 ) -> dict:
     """Perception samples ("Mark the left cat in red": the mask overlaid at ``opacity``) into
@@ -38,9 +43,16 @@ def synth_perception(
         seed: varies attribute, template and mark colour choices (part of every key).
         batch_size: catalog records per task.
         opacity: how strongly the mark colour covers the object (0..1).
+        detection: categories to detect with a local open-vocabulary detector, for a ``source``
+            folder of unannotated images (empty: the catalog's annotations).
+        masker: masks box-only instances (detected ones) with this backend (sam: pass its
+            checkpoint in ``masker_options``); empty = such instances are skipped as ``no_mask``.
+        masker_options: keyword options of the masker's builder.
         execution: runner (default or dask), retries.
     """
     config = JobConfig("perception", source=source, out=out, name=name, images=catalog_images(source, images),
                        manifest_dir=manifest_dir,
-                       limit=limit, seed=seed, batch_size=batch_size, builder_options={"opacity": opacity})
+                       limit=limit, seed=seed, batch_size=batch_size, builder_options={"opacity": opacity},
+                       backends=with_detector({"masker": Backend(masker, dict(masker_options or {}))} if masker else {},
+                                              detection))
     return synthesize(config, execution)

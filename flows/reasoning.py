@@ -14,7 +14,7 @@ from typing import Literal
 from prefect import flow
 
 from datagen.jobs import Backend, JobConfig
-from flows.params import Execution, ReasoningBackends, catalog_images, with_weights
+from flows.params import Detection, Execution, ReasoningBackends, catalog_images, with_detector, with_weights
 from flows.tasks import serial_runner, synthesize
 
 
@@ -35,6 +35,7 @@ def synth_reasoning(
     backends: ReasoningBackends = ReasoningBackends(),
     masker_weights: str | None = None,
     editor_weights: str | None = None,
+    detection: Detection = Detection(),
     execution: Execution = Execution(),
 ) -> dict:
     """Reasoning candidates from ``source`` into the review ``queue``.
@@ -55,15 +56,18 @@ def synth_reasoning(
         backends: masker and editor (classical or sd) with their options.
         masker_weights: local weights of a learned masker (sam: its checkpoint file).
         editor_weights: local weights of a learned editor (sd: the diffusers model folder).
+        detection: categories to detect with a local open-vocabulary detector, for a ``source``
+            folder of unannotated images (empty: the catalog's annotations).
         execution: runner (default or dask), retries.
     """
     options = {"donors": donors, "ops": ops, "candidates": candidates, "knowledge": knowledge}
     config = JobConfig(
         "reasoning", source=source, out=out, name=name, images=catalog_images(source, images), limit=limit, seed=seed,
         batch_size=batch_size, queue=queue, builder_options={k: v for k, v in options.items() if v is not None},
-        backends={"masker": Backend(backends.masker, with_weights("masker", backends.masker, backends.masker_options,
-                                                                  masker_weights)),
-                  "editor": Backend(backends.editor, with_weights("editor", backends.editor, backends.editor_options,
-                                                                  editor_weights))},
+        backends=with_detector(
+            {"masker": Backend(backends.masker, with_weights("masker", backends.masker, backends.masker_options,
+                                                             masker_weights)),
+             "editor": Backend(backends.editor, with_weights("editor", backends.editor, backends.editor_options,
+                                                             editor_weights))}, detection),
     )
     return synthesize(config, execution)

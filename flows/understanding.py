@@ -13,7 +13,7 @@ from typing import Literal
 from prefect import flow
 
 from datagen.jobs import Backend, JobConfig
-from flows.params import Execution, UnderstandingBackends, catalog_images, with_weights
+from flows.params import Detection, Execution, UnderstandingBackends, catalog_images, with_detector, with_weights
 
 OPS = ("remove", "add", "replace")
 from flows.tasks import serial_runner, synthesize
@@ -21,9 +21,11 @@ from flows.tasks import serial_runner, synthesize
 
 def job_config(source: str, out: str, name: str, images: str | None, manifest_dir: str, limit: int | None,
                seed: int, batch_size: int, backends: UnderstandingBackends, donors: str = "demo",
-               ops: list[str] | None = None, weights: dict[str, str | None] | None = None) -> JobConfig:
+               ops: list[str] | None = None, weights: dict[str, str | None] | None = None,
+               detection: Detection | None = None) -> JobConfig:
     """The job a ``synth-understanding`` run does; ``weights``: per stage (``masker`` /
-    ``inpainter`` / ``harmonizer``) a local weight path for its learned backend, or None."""
+    ``inpainter`` / ``harmonizer``) a local weight path for its learned backend, or None;
+    ``detection``: instances from a detector instead of the catalog's annotations."""
     weights = weights or {}
     builder_options: dict = {"donors": donors, "ops": list(ops or OPS)}
     if backends.quality_options:
@@ -31,12 +33,12 @@ def job_config(source: str, out: str, name: str, images: str | None, manifest_di
     return JobConfig(
         "understanding", source=source, out=out, name=name, images=images, manifest_dir=manifest_dir,
         limit=limit, seed=seed, batch_size=batch_size, builder_options=builder_options,
-        backends={
+        backends=with_detector({
             stage: Backend(getattr(backends, stage),
                            with_weights(stage, getattr(backends, stage), getattr(backends, f"{stage}_options"),
                                         weights.get(stage)))
             for stage in ("masker", "inpainter", "harmonizer")
-        },
+        }, detection or Detection()),
     )
 
 
@@ -56,6 +58,7 @@ def synth_understanding(
     masker_weights: str | None = None,
     inpainter_weights: str | None = None,
     harmonizer_weights: str | None = None,
+    detection: Detection = Detection(),
     execution: Execution = Execution(),
 ) -> dict:
     """Understanding-scenario samples from ``source`` into shards under ``out`` and the manifest
@@ -77,9 +80,11 @@ def synth_understanding(
         masker_weights: local weights of a learned masker (sam: its checkpoint file).
         inpainter_weights: local weights of a learned inpainter (lama/mat: checkpoint file; sd: model folder).
         harmonizer_weights: local weights of a learned harmonizer (pih: its checkpoint file).
+        detection: categories to detect with a local open-vocabulary detector, for a ``source``
+            folder of unannotated images (empty: the catalog's annotations).
         execution: runner (default or dask), retries.
     """
     weights = {"masker": masker_weights, "inpainter": inpainter_weights, "harmonizer": harmonizer_weights}
     config = job_config(source, out, name, catalog_images(source, images), manifest_dir, limit, seed, batch_size,
-                        backends, donors, ops, weights)
+                        backends, donors, ops, weights, detection)
     return synthesize(config, execution)

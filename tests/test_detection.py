@@ -185,3 +185,23 @@ def test_grounding_caption_spans_name_each_prompt():
     caption, spans = grounding_caption(["Coffee Cup", "cat", "teddy bear"])
     assert caption == "coffee cup. cat. teddy bear."
     assert [caption[a:b] for a, b in spans] == ["coffee cup", "cat", "teddy bear"]
+
+
+def test_flow_detection_parameter_runs_a_job_on_an_unannotated_folder(image_folder, tmp_path):
+    """``synth-perception``'s ``detection`` parameter (the CLI's ``--detect``) becomes the job's
+    detector stage, and its masker masks the detected boxes: the same job the flow runs, here
+    without a Prefect server."""
+    from datagen.jobs import Backend, JobConfig, run_job
+    from flows.params import Detection, with_detector
+
+    detection = Detection(categories=["cat", "cup", "coin"], model_dir=str(tiny_detector_dir("owlv2")), threshold=0.0)
+    sam_options = {k: str(v) if isinstance(v, Path) else v for k, v in tiny_models().sam.options().items()}
+    assert with_detector({}, Detection()) == {}  # no categories: the catalog's annotations
+    config = JobConfig("perception", source=str(image_folder), out=str(tmp_path / "d"), name="p",
+                       manifest_dir=str(tmp_path / "m"),
+                       backends=with_detector({"masker": Backend("sam", {**sam_options, "device": "cpu"})}, detection))
+    result = run_job(config)
+    samples = _read_samples(result.manifest)
+    assert samples and all(m["provenance"]["record"].startswith("detected:") for m in samples)
+    with pytest.raises(ValueError):
+        Detection(categories=["cat"], threshold=2.0)
