@@ -133,3 +133,28 @@ def test_hand_edits_of_the_folder_are_noticed(tmp_path):
         shutil.copy(tmp_path / name, tmp_path / "d" / name.replace("p-000000", "x-000000"))
     with pytest.raises(ShardError, match=r"is in both p-00000\d.tar and x-000000.tar"):
         ShardWriter(tmp_path / "d", "p")
+
+
+def _open_index_at_barrier(folder, barrier):
+    from datagen.shards.keyindex import open_index
+
+    barrier.wait()
+    open_index(folder).close()
+
+
+def test_writers_starting_together_on_a_new_folder_all_open_the_index(tmp_path):
+    # Switching a new index to WAL needs the file to itself, and SQLite then answers "database is
+    # locked" at once instead of waiting: 9 of 120 openers failed so before the retry.
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("fork")
+    for round_ in range(6):
+        folder = tmp_path / f"d{round_}"
+        folder.mkdir()
+        barrier = ctx.Barrier(8)
+        procs = [ctx.Process(target=_open_index_at_barrier, args=(folder, barrier)) for _ in range(8)]
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.join(60)
+        assert [p.exitcode for p in procs] == [0] * 8

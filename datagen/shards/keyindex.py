@@ -44,6 +44,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Set
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -78,6 +79,24 @@ def _folder_mtime(data_dir: Path) -> int:
     return os.stat(data_dir).st_mtime_ns
 
 
+def _use_wal(conn: sqlite3.Connection, attempts: int = 200) -> None:
+    """Put the database in WAL mode (a property of the file: once set, every later connection has it).
+
+    Switching needs the database to itself, and SQLite answers "database is locked" at once rather
+    than waiting on its busy timeout when another process holds it (seen with several writer
+    processes opening a new folder together): read the mode first, and retry the switch."""
+    for attempt in range(attempts):
+        try:
+            if conn.execute("PRAGMA journal_mode").fetchone()[0].lower() == "wal":
+                return
+            conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or attempt == attempts - 1:
+                raise
+            time.sleep(0.005 * (1 + attempt % 20))
+
+
 class KeyIndex:
     """One connection to ``data_dir``'s committed-key index.
 
@@ -105,7 +124,7 @@ class KeyIndex:
             self._conn = sqlite3.connect(self._path, timeout=60, isolation_level=None, check_same_thread=False)
             # synchronous first: switching a new file to WAL under the default (FULL) would fsync.
             self._conn.execute(f"PRAGMA synchronous={'NORMAL' if self._durable else 'OFF'}")
-            self._conn.execute("PRAGMA journal_mode=WAL")
+            _use_wal(self._conn)
         return self._conn
 
     def ensure_schema(self) -> None:
