@@ -2,6 +2,7 @@
 and hand edits of the data folder noticed."""
 from __future__ import annotations
 
+import os
 import random
 import shutil
 import signal
@@ -135,26 +136,26 @@ def test_hand_edits_of_the_folder_are_noticed(tmp_path):
         ShardWriter(tmp_path / "d", "p")
 
 
-def _open_index_at_barrier(folder, barrier):
-    from datagen.shards.keyindex import open_index
-
-    barrier.wait()
-    open_index(folder).close()
+_OPEN_AT_GO = """
+import os, sys, time
+from datagen.shards.keyindex import open_index
+folder, go = sys.argv[1], sys.argv[2]
+while not os.path.exists(go):
+    time.sleep(0.001)
+open_index(folder).close()
+"""
 
 
 def test_writers_starting_together_on_a_new_folder_all_open_the_index(tmp_path):
     # Switching a new index to WAL needs the file to itself, and SQLite then answers "database is
     # locked" at once instead of waiting: 9 of 120 openers failed so before the retry.
-    import multiprocessing
-
-    ctx = multiprocessing.get_context("fork")
+    env = dict(os.environ, PYTHONPATH=str(REPO))
     for round_ in range(6):
-        folder = tmp_path / f"d{round_}"
+        folder, go = tmp_path / f"d{round_}", tmp_path / f"go{round_}"
         folder.mkdir()
-        barrier = ctx.Barrier(8)
-        procs = [ctx.Process(target=_open_index_at_barrier, args=(folder, barrier)) for _ in range(8)]
-        for p in procs:
-            p.start()
-        for p in procs:
-            p.join(60)
-        assert [p.exitcode for p in procs] == [0] * 8
+        procs = [subprocess.Popen([sys.executable, "-c", _OPEN_AT_GO, str(folder), str(go)], env=env,
+                                  stderr=subprocess.PIPE, text=True) for _ in range(8)]
+        time.sleep(1.0)  # every child imported and waiting
+        go.touch()
+        errors = [p.communicate(timeout=60)[1] for p in procs]
+        assert [p.returncode for p in procs] == [0] * 8, "".join(errors)[-2000:]
